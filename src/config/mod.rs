@@ -1,0 +1,295 @@
+//! The daemon's configuration: the TOML schema, every default, loading and validation.
+
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use validate::{is_valid_id, validate};
+
+/// Where `edgecam` looks for its configuration when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/edgecam/edgecam.toml";
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Names this box in topics and logs; the hostname when not set.
+    pub device_id: Option<String>,
+    /// One entry per camera, as `[[stream]]` tables.
+    #[serde(rename = "stream")]
+    pub streams: Vec<StreamConfig>,
+}
+
+/// One camera: what to capture, how to encode it and where to publish it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamConfig {
+    pub id: String,
+    /// `"test"` for a moving test pattern, or a V4L2 device path.
+    pub source: String,
+    pub width: u32,
+    pub height: u32,
+    pub framerate: u32,
+    pub encoder: EncoderChoice,
+    pub bitrate_kbps: u32,
+    /// Frames between IDR frames.
+    pub keyframe_interval: u32,
+    /// RTSP URLs; the first is the primary, the rest are failovers in order.
+    pub upstream: Vec<String>,
+    pub transport: Transport,
+    /// Seconds without an encoded frame before the capture side is restarted.
+    pub stall_timeout_s: u32,
+    /// Upper bound of the exponential backoff between output retries, seconds.
+    pub reconnect_backoff_max_s: u32,
+}
+
+/// Which H.264 encoder a stream uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncoderChoice {
+    /// The first encoder of the catalog, hardware first, that passes a trial encode.
+    Auto,
+    X264,
+    Openh264,
+    V4l2,
+    Nvv4l2,
+    Vaapi,
+}
+
+/// RTP transport towards the upstream RTSP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            device_id: None,
+            streams: Vec::new(),
+        }
+    }
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            id: String::new(),
+            source: "test".into(),
+            width: 1280,
+            height: 720,
+            framerate: 30,
+            encoder: EncoderChoice::Auto,
+            bitrate_kbps: 2000,
+            keyframe_interval: 30,
+            upstream: Vec::new(),
+            transport: Transport::Tcp,
+            stall_timeout_s: 5,
+            reconnect_backoff_max_s: 30,
+        }
+    }
+}
+
+impl EncoderChoice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EncoderChoice::Auto => "auto",
+            EncoderChoice::X264 => "x264",
+            EncoderChoice::Openh264 => "openh264",
+            EncoderChoice::V4l2 => "v4l2",
+            EncoderChoice::Nvv4l2 => "nvv4l2",
+            EncoderChoice::Vaapi => "vaapi",
+        }
+    }
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        }
+    }
+}
+
+impl Config {
+    /// The device id, resolved from the hostname at load time when not configured.
+    pub fn device_id(&self) -> &str {
+        self.device_id.as_deref().unwrap_or("edgecam")
+    }
+}
+
+/// Why a configuration could not be used. Every variant names the file and the key.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("{path}: key `{key}`: {message}")]
+    Parse {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+    #[error("{path}: key `{}`: {}", .error.key, .error.message)]
+    Invalid { path: PathBuf, error: Invalid },
+}
+
+/// One validation failure: the dotted key (e.g. `stream[1].id`) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub key: String,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses TOML text; errors name the offending key (`stream[0].encoder`).
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let deserializer = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        // toml's message carries line, column and the offending line itself.
+        let message = e.into_inner().to_string().trim().replace('\n', " ");
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            key: if key == "." {
+                "(top level)".into()
+            } else {
+                key
+            },
+            message,
+        }
+    })
+}
+
+/// Reads, parses, fills the hostname default and validates the file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let mut config = parse(&text, path)?;
+    if config.device_id.is_none() {
+        config.device_id = Some(hostname_device_id());
+    }
+    validate(&config).map_err(|error| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    Ok(config)
+}
+
+/// The hostname made into a valid device id (other characters become `-`).
+fn hostname_device_id() -> String {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default();
+    let id: String = host
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if id.is_empty() { "edgecam".into() } else { id }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+device_id = "bench-01"
+[[stream]]
+id = "cam0"
+source = "test"
+width = 1280
+height = 720
+framerate = 30
+encoder = "auto"
+bitrate_kbps = 2000
+keyframe_interval = 30
+upstream = ["rtsp://127.0.0.1:8554/bench-01/cam0"]
+transport = "tcp"
+"#;
+
+    fn p() -> &'static Path {
+        Path::new("test.toml")
+    }
+
+    #[test]
+    fn parses_the_documented_example() {
+        let c = parse(EXAMPLE, p()).expect("example parses");
+        assert_eq!(c.device_id(), "bench-01");
+        assert_eq!(c.streams.len(), 1);
+        let s = &c.streams[0];
+        assert_eq!(s.id, "cam0");
+        assert_eq!((s.width, s.height, s.framerate), (1280, 720, 30));
+        assert_eq!(s.encoder, EncoderChoice::Auto);
+        assert_eq!(s.transport, Transport::Tcp);
+        assert_eq!(validate(&c), Ok(()));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = format!("{EXAMPLE}\nbogus = 1\n");
+        match parse(&text, p()) {
+            Err(ConfigError::Parse { key, message, .. }) => {
+                assert_eq!(key, "stream[0].bogus");
+                assert!(message.contains("bogus"), "{message}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_enum_value_names_the_key() {
+        let text = EXAMPLE.replace("encoder = \"auto\"", "encoder = \"quantum\"");
+        match parse(&text, p()) {
+            Err(ConfigError::Parse { key, .. }) => assert_eq!(key, "stream[0].encoder"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let text = EXAMPLE.replace("width = 1280", "width = \"wide\"");
+        match parse(&text, p()) {
+            Err(ConfigError::Parse { key, .. }) => assert_eq!(key, "stream[0].width"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_fill_missing_keys() {
+        let c =
+            parse("[[stream]]\nid = \"a\"\nupstream = [\"rtsp://h/x\"]\n", p()).expect("parses");
+        let s = &c.streams[0];
+        let d = StreamConfig::default();
+        assert_eq!(s.bitrate_kbps, d.bitrate_kbps);
+        assert_eq!(s.source, "test");
+        assert_eq!(s.stall_timeout_s, 5);
+        assert_eq!(s.reconnect_backoff_max_s, 30);
+    }
+
+    #[test]
+    fn hostname_id_is_valid() {
+        assert!(is_valid_id(&hostname_device_id(), 64));
+    }
+}

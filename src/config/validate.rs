@@ -1,0 +1,191 @@
+//! Checks a parsed configuration as a whole; every error names its key.
+
+use std::collections::HashSet;
+
+use super::{Config, Invalid, StreamConfig};
+
+/// True when `s` is 1..=`max` characters of `[A-Za-z0-9_-]`.
+pub fn is_valid_id(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Returns the first problem found, in file order.
+pub fn validate(config: &Config) -> Result<(), Invalid> {
+    if let Some(id) = &config.device_id
+        && !is_valid_id(id, 64)
+    {
+        return Err(Invalid::new(
+            "device_id",
+            format!("{id:?} must be 1-64 characters of A-Z a-z 0-9 _ -"),
+        ));
+    }
+    if config.streams.is_empty() {
+        return Err(Invalid::new(
+            "stream",
+            "at least one [[stream]] is required",
+        ));
+    }
+    let mut seen = HashSet::new();
+    for (i, stream) in config.streams.iter().enumerate() {
+        let key = |field: &str| format!("stream[{i}].{field}");
+        validate_stream(stream, &key)?;
+        if !seen.insert(stream.id.as_str()) {
+            return Err(Invalid::new(
+                key("id"),
+                format!("duplicate stream id {:?}", stream.id),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_stream(s: &StreamConfig, key: &dyn Fn(&str) -> String) -> Result<(), Invalid> {
+    if !is_valid_id(&s.id, 32) {
+        return Err(Invalid::new(
+            key("id"),
+            format!("{:?} must be 1-32 characters of A-Z a-z 0-9 _ -", s.id),
+        ));
+    }
+    if s.source != "test" && !s.source.starts_with('/') {
+        return Err(Invalid::new(
+            key("source"),
+            format!(
+                "{:?} must be \"test\" or a device path such as /dev/video0",
+                s.source
+            ),
+        ));
+    }
+    range(key("width"), s.width, 16, 7680)?;
+    range(key("height"), s.height, 16, 4320)?;
+    if s.width % 2 != 0 || s.height % 2 != 0 {
+        let k = if s.width % 2 != 0 { "width" } else { "height" };
+        return Err(Invalid::new(key(k), "must be even (4:2:0 chroma)"));
+    }
+    range(key("framerate"), s.framerate, 1, 240)?;
+    range(key("bitrate_kbps"), s.bitrate_kbps, 64, 50_000)?;
+    range(key("keyframe_interval"), s.keyframe_interval, 1, 3600)?;
+    range(key("stall_timeout_s"), s.stall_timeout_s, 1, 300)?;
+    range(
+        key("reconnect_backoff_max_s"),
+        s.reconnect_backoff_max_s,
+        1,
+        3600,
+    )?;
+    if s.upstream.is_empty() {
+        return Err(Invalid::new(
+            key("upstream"),
+            "at least one rtsp:// URL is required",
+        ));
+    }
+    for (j, u) in s.upstream.iter().enumerate() {
+        if let Err(why) = check_rtsp_url(u) {
+            return Err(Invalid::new(format!("{}[{j}]", key("upstream")), why));
+        }
+    }
+    Ok(())
+}
+
+fn range(key: String, v: u32, min: u32, max: u32) -> Result<(), Invalid> {
+    if (min..=max).contains(&v) {
+        Ok(())
+    } else {
+        Err(Invalid::new(
+            key,
+            format!("{v} is out of range {min}..={max}"),
+        ))
+    }
+}
+
+fn check_rtsp_url(u: &str) -> Result<(), String> {
+    let safe = crate::redact::redact(u);
+    let url = url::Url::parse(u).map_err(|e| format!("{safe:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "rtsp" | "rtsps") {
+        return Err(format!("{safe:?} must start with rtsp:// or rtsps://"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{safe:?} has no host"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> Config {
+        Config {
+            device_id: Some("bench-01".into()),
+            streams: vec![StreamConfig {
+                id: "cam0".into(),
+                upstream: vec!["rtsp://127.0.0.1:8554/a".into()],
+                ..StreamConfig::default()
+            }],
+        }
+    }
+
+    fn key_of(c: &Config) -> String {
+        validate(c).expect_err("should be invalid").key
+    }
+
+    #[test]
+    fn good_config_passes() {
+        assert_eq!(validate(&good()), Ok(()));
+    }
+
+    #[test]
+    fn duplicate_stream_id_names_second() {
+        let mut c = good();
+        c.streams.push(c.streams[0].clone());
+        assert_eq!(key_of(&c), "stream[1].id");
+    }
+
+    #[test]
+    fn each_field_names_its_key() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut StreamConfig)>)> = vec![
+            ("stream[0].id", Box::new(|s| s.id = "bad id".into())),
+            ("stream[0].source", Box::new(|s| s.source = "camera".into())),
+            ("stream[0].width", Box::new(|s| s.width = 8)),
+            ("stream[0].height", Box::new(|s| s.height = 721)),
+            ("stream[0].framerate", Box::new(|s| s.framerate = 0)),
+            (
+                "stream[0].bitrate_kbps",
+                Box::new(|s| s.bitrate_kbps = 60_000),
+            ),
+            (
+                "stream[0].keyframe_interval",
+                Box::new(|s| s.keyframe_interval = 0),
+            ),
+            ("stream[0].upstream", Box::new(|s| s.upstream.clear())),
+            (
+                "stream[0].upstream[1]",
+                Box::new(|s| s.upstream.push("http://x/y".into())),
+            ),
+        ];
+        for (key, mutate) in cases {
+            let mut c = good();
+            mutate(&mut c.streams[0]);
+            assert_eq!(key_of(&c), key);
+        }
+    }
+
+    #[test]
+    fn device_id_and_empty_streams() {
+        let mut c = good();
+        c.device_id = Some("a.b".into());
+        assert_eq!(key_of(&c), "device_id");
+        let mut c = good();
+        c.streams.clear();
+        assert_eq!(key_of(&c), "stream");
+    }
+
+    #[test]
+    fn url_errors_do_not_leak_credentials() {
+        let mut c = good();
+        c.streams[0].upstream = vec!["http://user:secret@h/x".into()];
+        let e = validate(&c).expect_err("invalid");
+        assert!(!e.message.contains("secret"), "{}", e.message);
+    }
+}

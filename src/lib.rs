@@ -1,0 +1,12 @@
+//! edgecam: captures camera frames, encodes H.264 through GStreamer, publishes to an
+//! upstream RTSP server and recovers by itself.
+
+pub mod config;
+pub mod daemon;
+pub mod encoder;
+pub mod logging;
+pub mod pipeline;
+pub mod probe;
+pub mod redact;
+pub mod supervisor;
+pub mod systemd;

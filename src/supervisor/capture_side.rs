@@ -1,0 +1,192 @@
+//! Supervision of a stream's capture+encode pipeline: start, stall detection, restarts
+//! with their own backoff. Restarting it leaves the output session alone.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{Stream, StreamExt};
+use gstreamer as gst;
+use tracing::{info, warn};
+
+use super::backoff::Backoff;
+use super::state::Reason;
+use crate::encoder::EncoderSpec;
+use crate::pipeline::{BusEvent, Capture, CaptureParams, Counters, FeedSlot, bus_events};
+
+type Events = Pin<Box<dyn Stream<Item = BusEvent> + Send>>;
+
+/// A camera may take a while to deliver its first frame after opening.
+const FIRST_FRAME_GRACE: Duration = Duration::from_secs(10);
+
+pub(super) struct CaptureSide {
+    id: String,
+    params: CaptureParams,
+    spec: EncoderSpec,
+    counters: Arc<Counters>,
+    slot: Arc<FeedSlot>,
+    running: Option<Running>,
+    backoff: Backoff,
+    retry_at: Option<Instant>,
+    /// The failure being recovered from, until the next frame after a restart.
+    pub failure: Option<Reason>,
+    pub restarts: u64,
+}
+
+struct Running {
+    capture: Capture,
+    events: Events,
+    started: Instant,
+    encoded_at_start: u64,
+}
+
+impl CaptureSide {
+    pub fn new(
+        id: String,
+        params: CaptureParams,
+        spec: EncoderSpec,
+        counters: Arc<Counters>,
+        slot: Arc<FeedSlot>,
+    ) -> Self {
+        CaptureSide {
+            id,
+            params,
+            spec,
+            counters,
+            slot,
+            running: None,
+            backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(10)),
+            retry_at: Some(Instant::now()),
+            failure: None,
+            restarts: 0,
+        }
+    }
+
+    /// The next bus event of the running pipeline; pending while none runs.
+    pub async fn next_event(&mut self) -> BusEvent {
+        match self.running.as_mut() {
+            Some(r) => match r.events.next().await {
+                Some(ev) => ev,
+                None => std::future::pending().await,
+            },
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Starts the pipeline when a start is due. Returns a failure to report, if any.
+    pub async fn tick(&mut self, stall_timeout: Duration) -> Option<Reason> {
+        let now = Instant::now();
+        match &self.running {
+            None if self.retry_at.is_some_and(|t| t <= now) => {
+                self.retry_at = None;
+                if let Err(message) = self.start().await {
+                    return Some(Reason::CaptureError { message });
+                }
+                None
+            }
+            Some(r) => {
+                let produced = Counters::get(&self.counters.frames_encoded) > r.encoded_at_start;
+                if produced && self.failure.take().is_some() {
+                    info!(stream = %self.id, "capture recovered");
+                }
+                let stalled = if produced {
+                    self.counters
+                        .since_last_encoded()
+                        .is_some_and(|d| d > stall_timeout)
+                } else {
+                    r.started.elapsed() > stall_timeout + FIRST_FRAME_GRACE
+                };
+                if produced && r.started.elapsed() > Duration::from_secs(10) {
+                    self.backoff.reset();
+                }
+                stalled.then_some(Reason::CaptureStalled {
+                    seconds: stall_timeout.as_secs() as u32,
+                })
+            }
+            None => None,
+        }
+    }
+
+    async fn start(&mut self) -> Result<(), String> {
+        let params = self.params.clone();
+        let spec = self.spec.clone();
+        let counters = self.counters.clone();
+        let slot = self.slot.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            let capture = Capture::build(&params, &spec, counters, slot)?;
+            let events = bus_events(capture.pipeline());
+            capture.start().inspect_err(|_| capture.stop())?;
+            Ok::<_, crate::pipeline::PipelineError>((capture, events))
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let (capture, events) = built.map_err(|e| e.to_string())?;
+        if let Some(feed) = self.slot.current() {
+            feed.new_capture();
+        }
+        info!(stream = %self.id, encoder = self.spec.kind.element(), "capture started");
+        self.running = Some(Running {
+            capture,
+            events: Box::pin(events),
+            started: Instant::now(),
+            encoded_at_start: Counters::get(&self.counters.frames_encoded),
+        });
+        Ok(())
+    }
+
+    /// Stops the pipeline after a failure and schedules a restart; returns the delay.
+    pub async fn fail(&mut self, reason: Reason) -> Duration {
+        warn!(stream = %self.id, reason = %reason, "capture failed; restarting the capture side only");
+        self.stop(Duration::from_secs(2)).await;
+        self.restarts += 1;
+        let delay = self.backoff.next();
+        self.retry_at = Some(Instant::now() + delay);
+        self.failure = Some(reason);
+        delay
+    }
+
+    /// Stops the pipeline (bounded wait; a stuck driver is left to finish on its own).
+    pub async fn stop(&mut self, bound: Duration) {
+        if let Some(r) = self.running.take() {
+            let capture = r.capture;
+            let stopping = tokio::task::spawn_blocking(move || capture.stop());
+            if tokio::time::timeout(bound, stopping).await.is_err() {
+                warn!(stream = %self.id, "capture pipeline slow to stop");
+            }
+        }
+    }
+
+    pub fn attempt(&self) -> u32 {
+        self.backoff.attempt()
+    }
+
+    pub fn retry_in(&self) -> Duration {
+        self.retry_at
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .unwrap_or_default()
+    }
+
+    /// Negotiated caps of the encoded stream, once a frame went through.
+    pub fn encoded_caps(&self) -> Option<gst::Caps> {
+        self.running.as_ref()?.capture.encoded_caps()
+    }
+
+    pub fn request_keyframe(&self) -> bool {
+        match &self.running {
+            Some(r) => {
+                r.capture.request_keyframe();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// True while frames come out of the encoder.
+    pub fn healthy(&self) -> bool {
+        self.running.is_some()
+            && self
+                .counters
+                .since_last_encoded()
+                .is_some_and(|d| d < Duration::from_secs(1))
+    }
+}

@@ -1,0 +1,15 @@
+//! Per-stream supervision: the state machine, recovery with backoff, and the handle the
+//! rest of the daemon uses to reach a stream.
+
+mod backoff;
+mod capture_side;
+mod handle;
+mod output_side;
+pub mod reachability;
+mod state;
+mod stream;
+
+pub use backoff::Backoff;
+pub use handle::{HandleError, StreamCommand, StreamHandle, StreamStats};
+pub use state::{Reason, State, Status};
+pub use stream::{StreamSupervisor, SupervisorError};
