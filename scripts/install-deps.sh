@@ -9,7 +9,7 @@ PACKAGES=(
   libgstrtspserver-1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-rtsp gstreamer1.0-tools gstreamer1.0-libav
-  mosquitto mosquitto-clients libv4l-dev v4l-utils ffmpeg python3
+  mosquitto mosquitto-clients libv4l-dev v4l-utils ffmpeg python3 time make
 )
 
 missing=()
@@ -26,8 +26,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# mosquitto's package enables a system broker on :1883; tests start their own on free ports.
-if command -v cargo >/dev/null 2>&1; then :; else
+if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo not found: install Rust with rustup (https://rustup.rs) first" >&2
   exit 1
+fi
+# fmt and clippy are part of `make test`.
+if command -v rustup >/dev/null 2>&1; then
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 fi

@@ -91,18 +91,7 @@ fn status_line(handles: &[StreamHandle]) -> String {
 async fn log_summary(handles: &[StreamHandle]) {
     for h in handles {
         if let Ok(s) = h.stats().await {
-            info!(
-                stream = %s.id,
-                state = ?s.state,
-                fps = format!("{:.1}", s.fps),
-                kbps = format!("{:.0}", s.bitrate_kbps),
-                sent = s.frames_sent,
-                dropped = s.dropped,
-                latency_p50_ms = format!("{:.1}", s.latency_ms.p50),
-                output_restarts = s.output_restarts,
-                capture_restarts = s.capture_restarts,
-                "summary"
-            );
+            s.log("summary");
         }
     }
 }

@@ -15,7 +15,12 @@ pub fn init() {
         registry.with(journald).init();
         return;
     }
+    use std::io::IsTerminal;
     registry
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
         .init();
 }

@@ -12,7 +12,7 @@ pub use validate::{is_valid_id, validate};
 pub const DEFAULT_PATH: &str = "/etc/edgecam/edgecam.toml";
 
 /// The whole configuration file.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Names this box in topics and logs; the hostname when not set.
@@ -64,15 +64,6 @@ pub enum EncoderChoice {
 pub enum Transport {
     Tcp,
     Udp,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            device_id: None,
-            streams: Vec::new(),
-        }
-    }
 }
 
 impl Default for StreamConfig {

@@ -60,8 +60,12 @@ fn validate_stream(s: &StreamConfig, key: &dyn Fn(&str) -> String) -> Result<(),
     }
     range(key("width"), s.width, 16, 7680)?;
     range(key("height"), s.height, 16, 4320)?;
-    if s.width % 2 != 0 || s.height % 2 != 0 {
-        let k = if s.width % 2 != 0 { "width" } else { "height" };
+    if !s.width.is_multiple_of(2) || !s.height.is_multiple_of(2) {
+        let k = if s.width.is_multiple_of(2) {
+            "height"
+        } else {
+            "width"
+        };
         return Err(Invalid::new(key(k), "must be even (4:2:0 chroma)"));
     }
     range(key("framerate"), s.framerate, 1, 240)?;
@@ -144,7 +148,8 @@ mod tests {
 
     #[test]
     fn each_field_names_its_key() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut StreamConfig)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut StreamConfig)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("stream[0].id", Box::new(|s| s.id = "bad id".into())),
             ("stream[0].source", Box::new(|s| s.source = "camera".into())),
             ("stream[0].width", Box::new(|s| s.width = 8)),

@@ -34,7 +34,7 @@ impl Backoff {
     }
 
     /// The next delay with random jitter.
-    pub fn next(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         self.next_with(fastrand::f64())
     }
 
@@ -67,7 +67,7 @@ mod tests {
         let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(8));
         for _ in 0..50 {
             let before = b.attempt().min(3);
-            let d = b.next();
+            let d = b.next_delay();
             let full = Duration::from_secs(1 << before);
             assert!(d >= full / 2 && d <= full, "{d:?} vs {full:?}");
         }

@@ -139,7 +139,7 @@ impl CaptureSide {
         warn!(stream = %self.id, reason = %reason, "capture failed; restarting the capture side only");
         self.stop(Duration::from_secs(2)).await;
         self.restarts += 1;
-        let delay = self.backoff.next();
+        let delay = self.backoff.next_delay();
         self.retry_at = Some(Instant::now() + delay);
         self.failure = Some(reason);
         delay

@@ -48,6 +48,24 @@ pub struct StreamStats {
     pub capture_restarts: u64,
 }
 
+impl StreamStats {
+    /// One structured log line with the figures an operator looks at first.
+    pub fn log(&self, what: &'static str) {
+        tracing::info!(
+            stream = %self.id,
+            state = ?self.state,
+            fps = format!("{:.1}", self.fps),
+            kbps = format!("{:.0}", self.bitrate_kbps),
+            sent = self.frames_sent,
+            dropped = self.dropped,
+            latency_p50_ms = format!("{:.1}", self.latency_ms.p50),
+            output_restarts = self.output_restarts,
+            capture_restarts = self.capture_restarts,
+            "{what}"
+        );
+    }
+}
+
 /// Cheap to clone; one per consumer.
 #[derive(Debug, Clone)]
 pub struct StreamHandle {

@@ -236,7 +236,7 @@ impl OutputSide {
         } else {
             self.tried_in_round = 0;
             self.index = 0;
-            self.backoff.next()
+            self.backoff.next_delay()
         };
         warn!(
             stream = %self.id,

@@ -63,6 +63,6 @@ mod tests {
         assert!(reachable(&up).await);
         drop(listener);
         assert!(!reachable(&up).await);
-        assert_eq!(first_reachable(&[up.clone()]).await, None);
+        assert_eq!(first_reachable(std::slice::from_ref(&up)).await, None);
     }
 }

@@ -65,7 +65,10 @@ impl StreamSupervisor {
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), SupervisorError> {
         let id = self.config.id.clone();
         let selection = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(self.set(Status::new(State::Stopped))),
+            _ = shutdown.cancelled() => {
+                self.set(Status::new(State::Stopped));
+                return Ok(());
+            }
             s = self.selector.select(self.config.encoder) => s,
         };
         let selection = match selection {
@@ -108,6 +111,7 @@ impl StreamSupervisor {
             ),
         };
         self.serve_until(&shutdown, Some(&mut sides)).await;
+        self.stats(Some(&sides)).log("final");
         let stopping = sides.output.stop(STOP_BUDGET);
         let capture_stop = sides.capture.stop(STOP_BUDGET);
         tokio::join!(stopping, capture_stop);

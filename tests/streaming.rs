@@ -1,0 +1,123 @@
+//! End to end: the test pattern through the real encoder to a real RTSP RECORD receiver.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::daemon::{Daemon, stream_config};
+use support::receiver::Receiver;
+
+fn is(event: &'static str) -> impl Fn(&Value) -> bool {
+    move |v| v["event"] == event
+}
+
+#[test]
+fn delivers_the_configured_stream_and_it_decodes() {
+    let record = tempfile::tempdir().expect("tempdir");
+    let mut rx = Receiver::start(0, Some(record.path()));
+    let config = format!(
+        "device_id = \"bench-01\"\n{}",
+        stream_config("cam0", &[rx.url("/bench-01/cam0")], 640, 360)
+    );
+    let mut daemon = Daemon::start(&config, &[]);
+
+    let first = rx
+        .wait_for(is("first_frame"), Duration::from_secs(20))
+        .expect("no frame reached the receiver");
+    assert_eq!(first["path"], "/bench-01/cam0");
+    assert_eq!(first["idr"], true, "first frame must be an IDR: {first}");
+    assert_eq!(
+        (first["width"].as_u64(), first["height"].as_u64()),
+        (Some(640), Some(360))
+    );
+
+    // Ten seconds of stream, measured by the receiver's own clock.
+    let stats = rx
+        .wait_for(
+            |v| v["event"] == "stats" && v["elapsed_s"].as_f64().is_some_and(|e| e >= 10.0),
+            Duration::from_secs(20),
+        )
+        .expect("no stats after 10 s");
+    let elapsed = stats["elapsed_s"].as_f64().unwrap_or_default();
+    let frames = stats["frames"].as_u64().unwrap_or_default() as f64;
+    let expected = 30.0 * elapsed;
+    assert!(
+        frames >= 0.95 * expected,
+        "{frames} frames in {elapsed:.2} s: {stats}"
+    );
+    let fps = stats["fps"].as_f64().unwrap_or_default();
+    assert!((fps - 30.0).abs() <= 1.5, "measured {fps} fps: {stats}");
+    assert_eq!(stats["pts_monotonic"], true, "{stats}");
+
+    let (status, took) = daemon.terminate(Duration::from_secs(5)).expect("exited");
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+    let end = rx
+        .wait_for(is("session_end"), Duration::from_secs(5))
+        .expect("session did not end");
+    let file = end["file"].as_str().expect("recorded file").to_owned();
+
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames",
+            "-of",
+            "json",
+            &file,
+        ])
+        .output()
+        .expect("run ffprobe");
+    assert!(
+        probe.status.success(),
+        "{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let info: Value = serde_json::from_slice(&probe.stdout).expect("ffprobe json");
+    let s = &info["streams"][0];
+    assert_eq!(s["codec_name"], "h264");
+    assert_eq!(
+        (s["width"].as_u64(), s["height"].as_u64()),
+        (Some(640), Some(360))
+    );
+    let decoded: u64 = s["nb_read_frames"]
+        .as_str()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        decoded as f64 >= 0.95 * expected,
+        "ffprobe decoded {decoded} frames"
+    );
+}
+
+#[test]
+fn sigterm_tears_down_the_session_and_exits_zero_quickly() {
+    let mut rx = Receiver::start(0, None);
+    let mut daemon = Daemon::start(
+        &stream_config("cam0", &[rx.url("/dev1/cam0")], 320, 240),
+        &[],
+    );
+    rx.wait_for(is("first_frame"), Duration::from_secs(20))
+        .expect("stream never started");
+
+    let (status, took) = daemon
+        .terminate(Duration::from_secs(5))
+        .expect("did not exit");
+    assert_eq!(status.code(), Some(0));
+    assert!(took < Duration::from_secs(2), "exit took {took:?}");
+    rx.wait_for(is("teardown"), Duration::from_secs(2))
+        .expect("receiver saw no RTSP TEARDOWN");
+    rx.wait_for(is("session_end"), Duration::from_secs(2))
+        .expect("receiver saw no session end");
+    let log = daemon.log();
+    assert!(
+        log.contains("capture_restarts=0"),
+        "final summary missing:\n{log}"
+    );
+}

@@ -1,0 +1,16 @@
+//! Helpers shared by the integration tests: real helper processes that stop on drop.
+// Each test binary uses only some of these helpers.
+#![allow(dead_code)]
+
+pub mod daemon;
+pub mod receiver;
+
+use std::net::TcpListener;
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}

@@ -1,0 +1,70 @@
+//! systemd notifications observed on a real datagram socket.
+
+mod support;
+
+use std::time::Duration;
+
+use support::daemon::{Daemon, stream_config};
+use support::receiver::Receiver;
+
+#[test]
+fn ready_status_watchdog_and_stopping_are_sent() {
+    let mut rx = Receiver::start(0, None);
+    let config = stream_config("cam0", &[rx.url("/dev1/cam0")], 320, 240);
+    let mut daemon = Daemon::start(&config, &[("WATCHDOG_USEC", "2000000")]);
+    daemon
+        .wait_note(|l| l == "READY=1", Duration::from_secs(10))
+        .expect("READY=1");
+    daemon
+        .wait_note(
+            |l| l.starts_with("STATUS=") && l.contains("cam0: streaming"),
+            Duration::from_secs(20),
+        )
+        .expect("STATUS= with the stream state");
+    rx.wait_for(|v| v["event"] == "first_frame", Duration::from_secs(10))
+        .expect("frames");
+    // Pings come at half the interval; wait for two so one is not a start-up fluke.
+    daemon.clear_notes();
+    daemon
+        .wait_note(|l| l == "WATCHDOG=1", Duration::from_secs(3))
+        .expect("first WATCHDOG=1");
+    daemon.clear_notes();
+    daemon
+        .wait_note(|l| l == "WATCHDOG=1", Duration::from_secs(3))
+        .expect("second WATCHDOG=1");
+    let (status, _) = daemon.terminate(Duration::from_secs(5)).expect("exit");
+    assert!(status.success());
+    assert!(
+        daemon.notes().iter().any(|l| l == "STOPPING=1"),
+        "{:?}",
+        daemon.notes()
+    );
+}
+
+#[test]
+fn watchdog_is_withheld_while_capture_produces_nothing() {
+    // A V4L2 path that does not exist: the capture never produces a frame.
+    let config = stream_config("cam0", &["rtsp://127.0.0.1:9/x".into()], 320, 240).replace(
+        "source = \"test\"",
+        "source = \"/dev/video-edgecam-missing\"",
+    );
+    let mut daemon = Daemon::start(&config, &[("WATCHDOG_USEC", "1000000")]);
+    daemon
+        .wait_note(|l| l == "READY=1", Duration::from_secs(10))
+        .expect("READY=1");
+    daemon
+        .wait_note(
+            |l| l.contains("cam0: reconnecting (capture_error"),
+            Duration::from_secs(10),
+        )
+        .expect("capture error reported");
+    // The first interval after start is a grace period (a camera may be slow to open);
+    // after it, the pings must stop. Let it pass, then watch a window of three intervals.
+    daemon.wait_note(|_| false, Duration::from_millis(1500));
+    daemon.clear_notes();
+    assert_eq!(
+        daemon.wait_note(|l| l == "WATCHDOG=1", Duration::from_secs(3)),
+        None,
+        "watchdog must not be fed while the camera gives nothing"
+    );
+}
