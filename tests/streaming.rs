@@ -105,6 +105,9 @@ fn sigterm_tears_down_the_session_and_exits_zero_quickly() {
     );
     rx.wait_for(is("first_frame"), Duration::from_secs(20))
         .expect("stream never started");
+    // An established session (RECORD answered, frames flowing for a while).
+    rx.wait_for(is("stats"), Duration::from_secs(5))
+        .expect("stats");
 
     let (status, took) = daemon
         .terminate(Duration::from_secs(5))
@@ -120,4 +123,36 @@ fn sigterm_tears_down_the_session_and_exits_zero_quickly() {
         log.contains("capture_restarts=0"),
         "final summary missing:\n{log}"
     );
+}
+
+#[test]
+fn upstream_credentials_never_reach_the_log() {
+    let mut rx = Receiver::start(0, None);
+    let live = format!("rtsp://admin:s3cret-live@127.0.0.1:{}/dev1/cam0", rx.port());
+    let dead = format!(
+        "rtsp://admin:s3cret-dead@127.0.0.1:{}/dev1/cam1",
+        support::free_port()
+    );
+    let config = format!(
+        "{}\n{}",
+        stream_config("cam0", &[live], 320, 240),
+        stream_config("cam1", &[dead], 320, 240)
+    );
+    let mut daemon = Daemon::start(&config, &[]);
+    rx.wait_for(is("first_frame"), Duration::from_secs(20))
+        .expect("cam0 never started");
+    daemon
+        .wait_note(
+            |l| l.contains("cam1: reconnecting (upstream_unreachable, attempt 2"),
+            Duration::from_secs(10),
+        )
+        .expect("cam1 retries");
+    daemon.terminate(Duration::from_secs(5)).expect("exit");
+    let log = daemon.log();
+    assert!(
+        log.contains("rtsp://***@127.0.0.1"),
+        "URLs should be logged redacted:\n{log}"
+    );
+    assert!(!log.contains("s3cret"), "credentials leaked:\n{log}");
+    assert!(!daemon.notes().iter().any(|l| l.contains("s3cret")));
 }

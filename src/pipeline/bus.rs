@@ -15,6 +15,8 @@ pub enum BusEvent {
         message: String,
     },
     Eos,
+    /// The RTSP sink finished closing its session (TEARDOWN answered or given up).
+    SessionClosed,
 }
 
 /// Reads `pipeline`'s bus without blocking the runtime. Only one reader per pipeline.
@@ -31,6 +33,16 @@ pub fn bus_events(pipeline: &gst::Pipeline) -> impl Stream<Item = BusEvent> + Se
                     Some(BusEvent::Error { element, message })
                 }
                 gst::MessageView::Eos(_) => Some(BusEvent::Eos),
+                gst::MessageView::Progress(p) => {
+                    let (kind, code, _) = p.get();
+                    let done = matches!(
+                        kind,
+                        gst::ProgressType::Complete
+                            | gst::ProgressType::Error
+                            | gst::ProgressType::Canceled
+                    );
+                    (done && code == "close").then_some(BusEvent::SessionClosed)
+                }
                 _ => None,
             }
         })

@@ -21,6 +21,7 @@ pub struct OutputParams {
 }
 
 /// A publish session's pipeline.
+#[derive(Clone)]
 pub struct Output {
     pipeline: gst::Pipeline,
     feed: Arc<Feed>,
@@ -96,7 +97,15 @@ impl Output {
         self.pipeline.send_event(gst::event::Eos::new());
     }
 
-    /// Stops the pipeline; NULL makes rtspclientsink send the RTSP TEARDOWN. Blocking.
+    /// Asks rtspclientsink to close the session: going to READY queues its TEARDOWN,
+    /// and the bus reports [`super::BusEvent::SessionClosed`] once it went out. Blocking.
+    pub fn close_session(&self) {
+        let _ = self.pipeline.set_state(gst::State::Ready);
+    }
+
+    /// Stops the pipeline and drops the connection. Going straight to NULL can cut the
+    /// connection before a queued TEARDOWN is sent: call [`Self::close_session`] first
+    /// when the session should end cleanly. Blocking.
     pub fn shutdown(&self) {
         let _ = self.pipeline.set_state(gst::State::Null);
     }

@@ -285,8 +285,10 @@ impl OutputSide {
         }
     }
 
-    /// Ends the session cleanly: flush, then TEARDOWN, bounded by `bound`.
+    /// Ends the session cleanly: flush queued frames, send TEARDOWN and wait for it to go
+    /// out, then release the pipeline. Each step is bounded; the whole by `bound`.
     pub async fn stop(&mut self, bound: Duration) {
+        let deadline = tokio::time::Instant::now() + bound;
         self.slot.detach();
         if let Some(mut p) = self.probe.take() {
             p.abort();
@@ -295,22 +297,30 @@ impl OutputSide {
         let Some(mut s) = self.session.take() else {
             return;
         };
-        s.output.send_eos();
-        let _ = tokio::time::timeout(EOS_WAIT, async {
-            while let Some(ev) = s.events.next().await {
-                if matches!(ev, BusEvent::Eos | BusEvent::Error { .. }) {
+        let wait_for = async |events: &mut Events, pred: fn(&BusEvent) -> bool| {
+            while let Some(ev) = events.next().await {
+                if pred(&ev) || matches!(ev, BusEvent::Error { .. }) {
                     break;
                 }
             }
+        };
+        s.output.send_eos();
+        let _ =
+            tokio::time::timeout(EOS_WAIT, wait_for(&mut s.events, |e| *e == BusEvent::Eos)).await;
+        let output = s.output.clone();
+        let closing = tokio::task::spawn_blocking(move || output.close_session());
+        let closed = tokio::time::timeout_at(deadline, async {
+            let _ = closing.await;
+            wait_for(&mut s.events, |e| *e == BusEvent::SessionClosed).await;
         })
         .await;
+        if closed.is_err() {
+            warn!(stream = %self.id, "RTSP TEARDOWN not confirmed in time");
+        }
         let output = s.output;
         let stopping = tokio::task::spawn_blocking(move || output.shutdown());
-        if tokio::time::timeout(bound.saturating_sub(EOS_WAIT), stopping)
-            .await
-            .is_err()
-        {
-            warn!(stream = %self.id, "RTSP teardown slow; leaving it behind");
+        if tokio::time::timeout_at(deadline, stopping).await.is_err() {
+            warn!(stream = %self.id, "output pipeline slow to stop; leaving it behind");
         }
     }
 }

@@ -159,7 +159,7 @@ impl StreamSupervisor {
                     if let Some(s) = sides.as_deref_mut() {
                         let message = match ev {
                             BusEvent::Error { message, .. } => message,
-                            BusEvent::Eos => "source ended".into(),
+                            BusEvent::Eos | BusEvent::SessionClosed => "source ended".into(),
                         };
                         s.capture.fail(Reason::CaptureError { message }).await;
                     }
@@ -168,7 +168,7 @@ impl StreamSupervisor {
                     if let Some(s) = sides.as_deref_mut() {
                         let message = match ev {
                             BusEvent::Error { message, .. } => Some(message),
-                            BusEvent::Eos => None,
+                            BusEvent::Eos | BusEvent::SessionClosed => None,
                         };
                         s.output.fail(message).await;
                     }
