@@ -27,6 +27,11 @@ const SEND_STALL: Duration = Duration::from_secs(3);
 const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// How long a graceful stop waits for queued frames to go out.
 const EOS_WAIT: Duration = Duration::from_millis(300);
+/// How long a graceful stop waits for the TEARDOWN to be answered. rtspclientsink
+/// (1.22) sometimes leaves a queued TEARDOWN unsent when its PAUSE completed just before
+/// (its CLOSE command does not interrupt the receive loop); the connection is then
+/// closed without it, which the server also sees as the end of the session.
+const TEARDOWN_WAIT: Duration = Duration::from_millis(500);
 
 pub(super) struct OutputSide {
     id: String,
@@ -309,13 +314,16 @@ impl OutputSide {
             tokio::time::timeout(EOS_WAIT, wait_for(&mut s.events, |e| *e == BusEvent::Eos)).await;
         let output = s.output.clone();
         let closing = tokio::task::spawn_blocking(move || output.close_session());
-        let closed = tokio::time::timeout_at(deadline, async {
-            let _ = closing.await;
-            wait_for(&mut s.events, |e| *e == BusEvent::SessionClosed).await;
-        })
+        let closed = tokio::time::timeout_at(
+            deadline.min(tokio::time::Instant::now() + TEARDOWN_WAIT),
+            async {
+                let _ = closing.await;
+                wait_for(&mut s.events, |e| *e == BusEvent::SessionClosed).await;
+            },
+        )
         .await;
         if closed.is_err() {
-            warn!(stream = %self.id, "RTSP TEARDOWN not confirmed in time");
+            warn!(stream = %self.id, "RTSP TEARDOWN not confirmed in time; closing the connection");
         }
         let output = s.output;
         let stopping = tokio::task::spawn_blocking(move || output.shutdown());
