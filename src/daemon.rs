@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::encoder::Selector;
+use crate::events::Events;
 use crate::supervisor::{State, StreamHandle, StreamSupervisor};
 use crate::systemd::Notifier;
 
@@ -24,10 +25,11 @@ const DRAIN_BUDGET: Duration = Duration::from_millis(1700);
 pub async fn run(config: Config, shutdown: CancellationToken) {
     let notifier = Notifier::from_env();
     let selector = Arc::new(Selector::default());
+    let events = Events::default();
     let tracker = TaskTracker::new();
     let mut handles = Vec::new();
     for stream in config.streams.iter().cloned() {
-        let (supervisor, handle) = StreamSupervisor::new(stream, selector.clone());
+        let (supervisor, handle) = StreamSupervisor::new(stream, selector.clone(), events.clone());
         let token = shutdown.child_token();
         let id = handle.id().to_owned();
         tracker.spawn(async move {

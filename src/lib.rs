@@ -4,6 +4,8 @@
 pub mod config;
 pub mod daemon;
 pub mod encoder;
+pub mod events;
+pub mod health;
 pub mod logging;
 pub mod pipeline;
 pub mod probe;

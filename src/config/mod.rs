@@ -1,11 +1,13 @@
 //! The daemon's configuration: the TOML schema, every default, loading and validation.
 
+mod mqtt;
 mod validate;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use mqtt::{COMMANDS, HomeAssistantConfig, MqttConfig};
 pub use validate::{is_valid_id, validate};
 
 /// Where `edgecam` looks for its configuration when `--config` is not given.
@@ -17,6 +19,12 @@ pub const DEFAULT_PATH: &str = "/etc/edgecam/edgecam.toml";
 pub struct Config {
     /// Names this box in topics and logs; the hostname when not set.
     pub device_id: Option<String>,
+    /// Where the daemon keeps state (disk space is reported for it); systemd's
+    /// `$STATE_DIRECTORY` when not set, else /var/lib/edgecam.
+    pub state_dir: Option<PathBuf>,
+    /// MQTT reporting and commands; off when the section is absent.
+    pub mqtt: Option<MqttConfig>,
+    pub homeassistant: HomeAssistantConfig,
     /// One entry per camera, as `[[stream]]` tables.
     #[serde(rename = "stream")]
     pub streams: Vec<StreamConfig>,
@@ -112,6 +120,19 @@ impl Config {
     pub fn device_id(&self) -> &str {
         self.device_id.as_deref().unwrap_or("edgecam")
     }
+
+    /// The state directory in effect.
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .or_else(|| std::env::var_os("STATE_DIRECTORY").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/var/lib/edgecam"))
+    }
+
+    /// The stream with `id`.
+    pub fn stream(&self, id: &str) -> Option<&StreamConfig> {
+        self.streams.iter().find(|s| s.id == id)
+    }
 }
 
 /// Why a configuration could not be used. Every variant names the file and the key.
@@ -150,8 +171,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let deserializer = toml::Deserializer::new(text);
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let key = e.path().to_string();
-        // toml's message carries line, column and the offending line itself.
-        let message = e.into_inner().to_string().trim().replace('\n', " ");
+        // toml's message carries line, column and the offending line itself, which may
+        // hold a URL with credentials.
+        let message = crate::redact::redact(e.into_inner().to_string().trim()).replace('\n', " ");
         ConfigError::Parse {
             path: path.to_path_buf(),
             key: if key == "." {
@@ -265,6 +287,16 @@ transport = "tcp"
             Err(ConfigError::Parse { key, .. }) => assert_eq!(key, "stream[0].width"),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn parse_errors_do_not_quote_credentials() {
+        let text = EXAMPLE.replace(
+            "upstream = [\"rtsp://127.0.0.1:8554/bench-01/cam0\"]",
+            "upstream = [\"rtsp://user:hunter2@h/x\", 5]",
+        );
+        let e = parse(&text, p()).expect_err("mixed array");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 
     #[test]

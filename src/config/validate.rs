@@ -22,6 +22,10 @@ pub fn validate(config: &Config) -> Result<(), Invalid> {
             format!("{id:?} must be 1-64 characters of A-Z a-z 0-9 _ -"),
         ));
     }
+    if let Some(mqtt) = &config.mqtt {
+        mqtt.validate()?;
+    }
+    config.homeassistant.validate()?;
     if config.streams.is_empty() {
         return Err(Invalid::new(
             "stream",
@@ -127,6 +131,7 @@ mod tests {
                 upstream: vec!["rtsp://127.0.0.1:8554/a".into()],
                 ..StreamConfig::default()
             }],
+            ..Config::default()
         }
     }
 

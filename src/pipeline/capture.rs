@@ -1,13 +1,15 @@
 //! The capture+encode pipeline: source → caps → convert → encoder → h264parse → appsink.
 //! It runs independently of any output; encoded frames go to whatever feed is attached.
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
+use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::feed::{FeedSlot, Pushed};
@@ -28,6 +30,16 @@ pub struct CaptureParams {
 pub struct Capture {
     pipeline: gst::Pipeline,
     appsink: gst_app::AppSink,
+    snapshots: Arc<Snapshots>,
+    raw_pad: Option<gst::Pad>,
+}
+
+/// Waiters for the next raw frame. The probe that serves them costs one atomic load
+/// per frame while nobody waits.
+#[derive(Default)]
+struct Snapshots {
+    armed: AtomicBool,
+    waiters: Mutex<Vec<oneshot::Sender<gst::Sample>>>,
 }
 
 impl Capture {
@@ -56,11 +68,12 @@ impl Capture {
             "video/x-raw,width={},height={},framerate={}/1",
             params.width, params.height, params.framerate
         );
+        let input = encoder::capsfilter(&spec.input_caps)?;
         let mut chain = vec![
             source.clone(),
             encoder::capsfilter(&raw)?,
             make("videoconvert")?,
-            encoder::capsfilter(&spec.input_caps)?,
+            input.clone(),
         ];
         chain.extend(encoder::make_elements(spec)?);
         let parse = make("h264parse")?;
@@ -84,6 +97,19 @@ impl Capture {
                 gst::PadProbeReturn::Ok
             });
         }
+        let snapshots = Arc::new(Snapshots::default());
+        let raw_pad = input.static_pad("src");
+        if let Some(pad) = &raw_pad {
+            let snapshots = snapshots.clone();
+            pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+                if snapshots.armed.load(Ordering::Relaxed)
+                    && let Some(buffer) = info.buffer()
+                {
+                    snapshots.serve(pad, buffer);
+                }
+                gst::PadProbeReturn::Ok
+            });
+        }
         let sink = appsink.clone();
         appsink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
@@ -94,9 +120,11 @@ impl Capture {
                     };
                     let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
                     counters.on_encoded(buffer.size(), keyframe);
-                    if let Some(feed) = slot.current() {
+                    if let Some(feed) = slot.current()
+                        && let Some(running) = running_time(&sample, &buffer)
+                    {
                         let base = s.base_time().unwrap_or(gst::ClockTime::ZERO);
-                        if feed.push(&buffer, base) == Pushed::Overflow {
+                        if feed.push(&buffer, running, base) == Pushed::Overflow {
                             debug!("output not draining; dropping until the next keyframe");
                             request_keyframe(&sink);
                         }
@@ -105,7 +133,45 @@ impl Capture {
                 })
                 .build(),
         );
-        Ok(Capture { pipeline, appsink })
+        Ok(Capture {
+            pipeline,
+            appsink,
+            snapshots,
+            raw_pad,
+        })
+    }
+
+    /// The next raw frame (with its caps), as it enters the encoder.
+    pub fn next_frame(&self) -> oneshot::Receiver<gst::Sample> {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut waiters) = self.snapshots.waiters.lock() {
+            waiters.push(tx);
+            self.snapshots.armed.store(true, Ordering::Relaxed);
+        }
+        rx
+    }
+
+    /// Sets the encoder's bitrate while playing. Returns false when the encoder does not
+    /// allow that (the capture side must then be restarted with the new bitrate).
+    pub fn set_bitrate(&self, property: (&str, String)) -> bool {
+        let Some(encoder) = self.encoder() else {
+            return false;
+        };
+        let (name, value) = property;
+        let mutable = encoder.find_property(name).is_some_and(|p| {
+            p.flags().contains(gst::glib::ParamFlags::from_bits_retain(
+                gst::PARAM_FLAG_MUTABLE_PLAYING.bits(),
+            ))
+        });
+        if mutable {
+            encoder.set_property_from_str(name, &value);
+        }
+        mutable
+    }
+
+    /// Caps of the raw frames going into the encoder, once negotiated.
+    pub fn raw_caps(&self) -> Option<gst::Caps> {
+        self.raw_pad.as_ref()?.current_caps()
     }
 
     /// Sets the pipeline playing. Blocking: call off the async runtime.
@@ -142,6 +208,57 @@ impl Capture {
             .and_then(|p| p.current_caps())
     }
 }
+
+/// A frame's PTS and DTS as running time: encoders put frames in a segment that does not
+/// start at zero (GstVideoEncoder offsets DTS so it never goes negative).
+fn running_time(sample: &gst::Sample, buffer: &gst::Buffer) -> Option<(u64, Option<u64>)> {
+    let pts = buffer.pts()?;
+    let segment = sample.segment()?.downcast_ref::<gst::ClockTime>()?;
+    let running_pts = segment.to_running_time(pts)?;
+    // DTS may precede the segment start; keep its distance to PTS instead.
+    let dts = buffer.dts().map(|d| {
+        running_pts
+            .nseconds()
+            .saturating_sub(pts.nseconds().saturating_sub(d.nseconds()))
+    });
+    Some((running_pts.nseconds(), dts))
+}
+
+impl Snapshots {
+    fn serve(&self, pad: &gst::Pad, buffer: &gst::BufferRef) {
+        let Ok(mut waiters) = self.waiters.lock() else {
+            return;
+        };
+        self.armed.store(false, Ordering::Relaxed);
+        let Some(caps) = pad.current_caps() else {
+            return;
+        };
+        let sample = gst::Sample::builder()
+            .buffer(&buffer.to_owned())
+            .caps(&caps)
+            .build();
+        for waiter in waiters.drain(..) {
+            let _ = waiter.send(sample.clone());
+        }
+    }
+}
+
+/// Encodes a raw frame as JPEG. Blocking (runs a small conversion pipeline).
+pub fn encode_jpeg(sample: &gst::Sample) -> Result<Vec<u8>, PipelineError> {
+    let caps = gst::Caps::builder("image/jpeg").build();
+    let jpeg = gst_video::convert_sample(sample, &caps, Some(gst::ClockTime::from_seconds(2)))
+        .map_err(|e| PipelineError::Start(format!("JPEG conversion: {e}")))?;
+    let buffer = jpeg
+        .buffer()
+        .ok_or_else(|| PipelineError::Start("JPEG conversion gave no buffer".into()))?;
+    let map = buffer
+        .map_readable()
+        .map_err(|_| PipelineError::Start("JPEG buffer not readable".into()))?;
+    Ok(map.as_slice().to_vec())
+}
+
+/// How long a snapshot waits for the next frame before giving up.
+pub const SNAPSHOT_WAIT: Duration = Duration::from_secs(3);
 
 fn request_keyframe(appsink: &gst_app::AppSink) {
     let event = gst_video::UpstreamForceKeyUnitEvent::builder()

@@ -24,6 +24,7 @@ pub struct Counters {
     /// Milliseconds since `epoch` of the last encoded frame (0 = none yet).
     last_encoded_ms: AtomicU64,
     last_sent_ms: AtomicU64,
+    last_keyframe_ms: AtomicU64,
     latency_us: Mutex<LatencyWindow>,
 }
 
@@ -54,6 +55,7 @@ impl Default for Counters {
             dropped: AtomicU64::new(0),
             last_encoded_ms: AtomicU64::new(0),
             last_sent_ms: AtomicU64::new(0),
+            last_keyframe_ms: AtomicU64::new(0),
             latency_us: Mutex::new(LatencyWindow::default()),
         }
     }
@@ -69,10 +71,12 @@ impl Counters {
         self.frames_encoded.fetch_add(1, Ordering::Relaxed);
         self.bytes_encoded
             .fetch_add(bytes as u64, Ordering::Relaxed);
+        let now = self.now_ms();
         if keyframe {
             self.keyframes.fetch_add(1, Ordering::Relaxed);
+            self.last_keyframe_ms.store(now, Ordering::Relaxed);
         }
-        self.last_encoded_ms.store(self.now_ms(), Ordering::Relaxed);
+        self.last_encoded_ms.store(now, Ordering::Relaxed);
     }
 
     pub fn on_sent(&self, bytes: usize, latency: Option<Duration>) {
@@ -89,6 +93,11 @@ impl Counters {
     /// Time since the last encoded frame; `None` before the first one.
     pub fn since_last_encoded(&self) -> Option<Duration> {
         Self::since(self.now_ms(), self.last_encoded_ms.load(Ordering::Relaxed))
+    }
+
+    /// Time since the last keyframe came out of the encoder.
+    pub fn since_last_keyframe(&self) -> Option<Duration> {
+        Self::since(self.now_ms(), self.last_keyframe_ms.load(Ordering::Relaxed))
     }
 
     /// Time since the last frame handed to the RTSP sink; `None` before the first one.

@@ -54,8 +54,14 @@ impl Feed {
         }
     }
 
-    /// Hands one encoded frame over. `capture_base` is the capture pipeline's base time.
-    pub fn push(&self, buffer: &gst::Buffer, capture_base: gst::ClockTime) -> Pushed {
+    /// Hands one encoded frame over. `running` is its (PTS, DTS) as running time of the
+    /// capture pipeline; `capture_base` is that pipeline's base time.
+    pub fn push(
+        &self,
+        buffer: &gst::Buffer,
+        running: (u64, Option<u64>),
+        capture_base: gst::ClockTime,
+    ) -> Pushed {
         let Ok(mut st) = self.state.lock() else {
             return Pushed::Skipped;
         };
@@ -72,18 +78,11 @@ impl Feed {
             st.waiting_for_keyframe = true;
             return Pushed::Overflow;
         }
-        let Some(pts) = buffer.pts() else {
-            return Pushed::Skipped;
-        };
         let output_now = self
             .appsrc
             .current_running_time()
             .map_or(0, gst::ClockTime::nseconds);
-        let (out_pts, out_dts) = st.rebaser.rebase(
-            pts.nseconds(),
-            buffer.dts().map(gst::ClockTime::nseconds),
-            output_now,
-        );
+        let (out_pts, out_dts) = st.rebaser.rebase(running.0, running.1, output_now);
         if let Some(offset) = st.rebaser.offset() {
             let origin = i128::from(capture_base.nseconds()) - offset;
             self.capture_origin.store(

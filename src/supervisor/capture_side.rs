@@ -3,7 +3,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::{Stream, StreamExt};
 use gstreamer as gst;
@@ -37,6 +37,7 @@ struct Running {
     capture: Capture,
     events: Events,
     started: Instant,
+    started_at: SystemTime,
     encoded_at_start: u64,
 }
 
@@ -112,6 +113,10 @@ impl CaptureSide {
         let spec = self.spec.clone();
         let counters = self.counters.clone();
         let slot = self.slot.clone();
+        // Frames of the new pipeline start a new timeline and must begin at a keyframe.
+        if let Some(feed) = self.slot.current() {
+            feed.new_capture();
+        }
         let built = tokio::task::spawn_blocking(move || {
             let capture = Capture::build(&params, &spec, counters, slot)?;
             let events = bus_events(capture.pipeline());
@@ -121,14 +126,12 @@ impl CaptureSide {
         .await
         .map_err(|e| e.to_string())?;
         let (capture, events) = built.map_err(|e| e.to_string())?;
-        if let Some(feed) = self.slot.current() {
-            feed.new_capture();
-        }
         info!(stream = %self.id, encoder = self.spec.kind.element(), "capture started");
         self.running = Some(Running {
             capture,
             events: Box::pin(events),
             started: Instant::now(),
+            started_at: SystemTime::now(),
             encoded_at_start: Counters::get(&self.counters.frames_encoded),
         });
         Ok(())
@@ -154,6 +157,24 @@ impl CaptureSide {
                 warn!(stream = %self.id, "capture pipeline slow to stop");
             }
         }
+    }
+
+    /// Restarts the pipeline with a new encoder description (a reconfiguration, not a
+    /// failure: the restart counter and backoff are left alone).
+    pub async fn restart_with(&mut self, spec: EncoderSpec) {
+        self.stop(Duration::from_secs(2)).await;
+        self.spec = spec;
+        self.retry_at = Some(Instant::now());
+    }
+
+    /// The running pipeline, if any.
+    pub fn running(&self) -> Option<&Capture> {
+        self.running.as_ref().map(|r| &r.capture)
+    }
+
+    /// When the running pipeline started.
+    pub fn started_at(&self) -> Option<SystemTime> {
+        self.running.as_ref().map(|r| r.started_at)
     }
 
     pub fn attempt(&self) -> u32 {

@@ -4,8 +4,12 @@
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::meta::StreamMeta;
 use super::state::Status;
+use crate::config::StreamConfig;
 use crate::pipeline::LatencySummary;
+
+type Reply<T> = oneshot::Sender<Result<T, HandleError>>;
 
 /// A request to a stream's supervisor.
 #[derive(Debug)]
@@ -13,7 +17,32 @@ pub enum StreamCommand {
     /// A statistics snapshot.
     Stats(oneshot::Sender<StreamStats>),
     /// Ask the encoder for an IDR frame now.
-    Keyframe(oneshot::Sender<Result<(), HandleError>>),
+    Keyframe(Reply<()>),
+    /// Change the bitrate of the running encoder; replies how it was applied.
+    Bitrate(u32, Reply<Applied>),
+    Start(Reply<()>),
+    Stop(Reply<()>),
+    Restart(Reply<()>),
+    /// Take a new configuration for this stream; replies how it was applied.
+    Reconfigure(Box<StreamConfig>, Reply<Applied>),
+    /// The next frame as JPEG.
+    Snapshot(Reply<Vec<u8>>),
+}
+
+/// How a change reached the running stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Applied {
+    /// Nothing differed.
+    Unchanged,
+    /// Changed on the running pipeline, no restart.
+    Live,
+    /// The stream was restarted to apply it.
+    Restarted,
+    /// Only the capture side was restarted (the publish session stayed up).
+    CaptureRestarted,
+    /// The stream is stopped; the change applies when it starts.
+    Stored,
 }
 
 /// Why a command could not be carried out.
@@ -23,6 +52,10 @@ pub enum HandleError {
     Gone(String),
     #[error("stream {0} has no capture running")]
     NotCapturing(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// A stream's counters and rates at one moment.
@@ -43,9 +76,12 @@ pub struct StreamStats {
     pub bytes_sent: u64,
     pub dropped: u64,
     pub keyframes: u64,
+    pub last_keyframe_age_ms: Option<u64>,
     pub latency_ms: LatencySummary,
     pub output_restarts: u64,
     pub capture_restarts: u64,
+    /// How long the current publish session has been streaming.
+    pub upstream_connected_s: Option<f64>,
 }
 
 impl StreamStats {
@@ -72,6 +108,7 @@ pub struct StreamHandle {
     id: String,
     commands: mpsc::Sender<StreamCommand>,
     status: watch::Receiver<Status>,
+    meta: watch::Receiver<Option<StreamMeta>>,
 }
 
 impl StreamHandle {
@@ -79,12 +116,24 @@ impl StreamHandle {
         id: String,
         commands: mpsc::Sender<StreamCommand>,
         status: watch::Receiver<Status>,
+        meta: watch::Receiver<Option<StreamMeta>>,
     ) -> Self {
         StreamHandle {
             id,
             commands,
             status,
+            meta,
         }
+    }
+
+    /// The stream's meta, once its encoder is chosen and caps negotiated.
+    pub fn meta(&self) -> Option<StreamMeta> {
+        self.meta.borrow().clone()
+    }
+
+    /// A receiver that wakes on every meta change.
+    pub fn watch_meta(&self) -> watch::Receiver<Option<StreamMeta>> {
+        self.meta.clone()
     }
 
     pub fn id(&self) -> &str {
@@ -108,8 +157,37 @@ impl StreamHandle {
     }
 
     pub async fn keyframe(&self) -> Result<(), HandleError> {
+        self.ask(StreamCommand::Keyframe).await
+    }
+
+    pub async fn bitrate(&self, kbps: u32) -> Result<Applied, HandleError> {
+        self.ask(|tx| StreamCommand::Bitrate(kbps, tx)).await
+    }
+
+    pub async fn start(&self) -> Result<(), HandleError> {
+        self.ask(StreamCommand::Start).await
+    }
+
+    pub async fn stop(&self) -> Result<(), HandleError> {
+        self.ask(StreamCommand::Stop).await
+    }
+
+    pub async fn restart(&self) -> Result<(), HandleError> {
+        self.ask(StreamCommand::Restart).await
+    }
+
+    pub async fn reconfigure(&self, config: StreamConfig) -> Result<Applied, HandleError> {
+        self.ask(|tx| StreamCommand::Reconfigure(Box::new(config), tx))
+            .await
+    }
+
+    pub async fn snapshot(&self) -> Result<Vec<u8>, HandleError> {
+        self.ask(StreamCommand::Snapshot).await
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> StreamCommand) -> Result<T, HandleError> {
         let (tx, rx) = oneshot::channel();
-        self.send(StreamCommand::Keyframe(tx)).await?;
+        self.send(make(tx)).await?;
         rx.await.map_err(|_| self.gone())?
     }
 

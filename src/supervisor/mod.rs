@@ -4,12 +4,14 @@
 mod backoff;
 mod capture_side;
 mod handle;
+mod meta;
 mod output_side;
 pub mod reachability;
 mod state;
 mod stream;
 
 pub use backoff::Backoff;
-pub use handle::{HandleError, StreamCommand, StreamHandle, StreamStats};
+pub use handle::{Applied, HandleError, StreamCommand, StreamHandle, StreamStats};
+pub use meta::StreamMeta;
 pub use state::{Reason, State, Status};
-pub use stream::{StreamSupervisor, SupervisorError};
+pub use stream::{BITRATE_RANGE, StreamSupervisor, SupervisorError};

@@ -106,6 +106,11 @@ impl OutputSide {
             .is_some_and(|s| s.streaming_since.is_some())
     }
 
+    /// How long the current session has been streaming.
+    pub fn connected_for(&self) -> Option<Duration> {
+        self.session.as_ref()?.streaming_since.map(|t| t.elapsed())
+    }
+
     pub fn attempt(&self) -> u32 {
         self.backoff.attempt()
     }
@@ -196,6 +201,9 @@ impl OutputSide {
         .map_err(|e| e.to_string())?;
         let (output, events) = built.map_err(|e| redact(&e.to_string()))?;
         self.slot.attach(output.feed().clone());
+        if let Some(probe) = self.probe.take() {
+            probe.abort();
+        }
         info!(stream = %self.id, upstream = %self.upstream(), "connecting");
         self.session = Some(Session {
             output,
@@ -284,6 +292,9 @@ impl OutputSide {
 
     fn drop_session(&mut self) {
         self.slot.detach();
+        if let Some(probe) = self.probe.take() {
+            probe.abort();
+        }
         if let Some(s) = self.session.take() {
             // NULL can block on a dead connection: let it finish on its own.
             tokio::task::spawn_blocking(move || s.output.shutdown());

@@ -4,6 +4,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::events::{Kind, Level};
+
 /// Where a stream is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -147,6 +149,42 @@ impl Status {
     }
 }
 
+/// The event a status change means, if any: (level, kind, message).
+pub fn transition_event(prev: &Status, next: &Status) -> Option<(Level, Kind, String)> {
+    let was_capture_failure = prev.reason.as_ref().is_some_and(|r| !r.is_output());
+    let was_output_failure = prev.reason.as_ref().is_some_and(Reason::is_output);
+    match (prev.state, next.state, &next.reason) {
+        (State::Starting, State::Streaming, _) => Some((
+            Level::Info,
+            Kind::StreamStarted,
+            format!("streaming to {}", next.upstream.as_deref().unwrap_or("?")),
+        )),
+        (State::Reconnecting, State::Streaming, _) if was_capture_failure => Some((
+            Level::Info,
+            Kind::CameraRestored,
+            "capture recovered".into(),
+        )),
+        (State::Reconnecting, State::Streaming, _) if was_output_failure => Some((
+            Level::Info,
+            Kind::UpstreamRestored,
+            format!(
+                "streaming to {} again",
+                next.upstream.as_deref().unwrap_or("?")
+            ),
+        )),
+        (State::Streaming, State::Reconnecting, Some(r)) if r.is_output() => {
+            Some((Level::Warning, Kind::UpstreamLost, r.to_string()))
+        }
+        (_, State::Reconnecting, Some(r)) if !r.is_output() && !was_capture_failure => {
+            Some((Level::Error, Kind::CameraLost, r.to_string()))
+        }
+        (s, State::Stopped, _) if s != State::Stopped => {
+            Some((Level::Info, Kind::StreamStopped, "stream stopped".into()))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +204,51 @@ mod tests {
             "reconnecting (upstream_unreachable, attempt 3)"
         );
         assert_eq!(Status::new(State::Streaming).summary(), "streaming");
+    }
+
+    fn reconnecting(reason: Reason) -> Status {
+        Status::reconnecting(reason, 1, Duration::from_secs(1), "rtsp://h/x".into())
+    }
+
+    #[test]
+    fn transitions_raise_events() {
+        let lost = Reason::UpstreamUnreachable {
+            upstream: "rtsp://h/x".into(),
+        };
+        let camera = Reason::CaptureError {
+            message: "gone".into(),
+        };
+        let streaming = Status::new(State::Streaming);
+        let kind = |a: &Status, b: &Status| transition_event(a, b).map(|(_, k, _)| k);
+        assert_eq!(
+            kind(&Status::new(State::Starting), &streaming),
+            Some(Kind::StreamStarted)
+        );
+        assert_eq!(
+            kind(&streaming, &reconnecting(lost.clone())),
+            Some(Kind::UpstreamLost)
+        );
+        assert_eq!(
+            kind(&reconnecting(lost.clone()), &streaming),
+            Some(Kind::UpstreamRestored)
+        );
+        assert_eq!(
+            kind(&streaming, &reconnecting(camera.clone())),
+            Some(Kind::CameraLost)
+        );
+        assert_eq!(
+            kind(&reconnecting(camera.clone()), &streaming),
+            Some(Kind::CameraRestored)
+        );
+        assert_eq!(
+            kind(&reconnecting(camera.clone()), &reconnecting(camera)),
+            None
+        );
+        assert_eq!(kind(&reconnecting(lost.clone()), &reconnecting(lost)), None);
+        assert_eq!(
+            kind(&streaming, &Status::new(State::Stopped)),
+            Some(Kind::StreamStopped)
+        );
     }
 
     #[test]

@@ -1,0 +1,270 @@
+//! The `[mqtt]` and `[homeassistant]` sections: broker, topics, intervals, credentials,
+//! TLS, the command allowlist, and Home Assistant discovery.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::Invalid;
+
+/// Every command the daemon answers on `<prefix>/<device>/cmd/<name>`.
+pub const COMMANDS: [&str; 13] = [
+    "ping",
+    "info",
+    "config.get",
+    "config.set",
+    "stream.start",
+    "stream.stop",
+    "stream.restart",
+    "stream.bitrate",
+    "stream.keyframe",
+    "stream.snapshot",
+    "camera.controls",
+    "camera.set",
+    "daemon.restart",
+];
+
+/// Commands a wildcard does not grant: they must be listed by name.
+pub const EXPLICIT_ONLY: [&str; 1] = ["daemon.restart"];
+
+/// The MQTT connection and what is published over it. Absent = MQTT off.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// `mqtt://host[:1883]` or `mqtts://host[:8883]`.
+    pub url: String,
+    pub topic_prefix: String,
+    pub health_interval_s: u32,
+    pub stats_interval_s: u32,
+    pub username: Option<String>,
+    /// File holding the password; else `$CREDENTIALS_DIRECTORY/mqtt-password` if present.
+    pub password_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Command names (or `*`) allowed; `daemon.restart` only when named.
+    pub commands_allow: Vec<String>,
+    /// Events kept while the broker is unreachable; the oldest are dropped beyond this.
+    pub event_queue: usize,
+}
+
+/// Home Assistant MQTT discovery.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HomeAssistantConfig {
+    pub enabled: bool,
+    pub discovery_prefix: String,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            url: String::new(),
+            topic_prefix: "edgecam".into(),
+            health_interval_s: 10,
+            stats_interval_s: 5,
+            username: None,
+            password_file: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            commands_allow: vec!["*".into()],
+            event_queue: 1000,
+        }
+    }
+}
+
+impl Default for HomeAssistantConfig {
+    fn default() -> Self {
+        HomeAssistantConfig {
+            enabled: false,
+            discovery_prefix: "homeassistant".into(),
+        }
+    }
+}
+
+impl MqttConfig {
+    /// Whether `command` may run under `commands_allow`.
+    pub fn allows(&self, command: &str) -> bool {
+        self.commands_allow
+            .iter()
+            .any(|a| a == command || (a == "*" && !EXPLICIT_ONLY.contains(&command)))
+    }
+
+    /// Host, port and whether TLS is on, from `url`.
+    pub fn endpoint(&self) -> Option<(String, u16, bool)> {
+        let u = url::Url::parse(&self.url).ok()?;
+        let tls = u.scheme() == "mqtts";
+        let host = u
+            .host_str()?
+            .trim_matches(|c| c == '[' || c == ']')
+            .to_owned();
+        Some((host, u.port().unwrap_or(if tls { 8883 } else { 1883 }), tls))
+    }
+
+    pub(super) fn validate(&self) -> Result<(), Invalid> {
+        let u = url::Url::parse(&self.url).map_err(|_| {
+            Invalid::new(
+                "mqtt.url",
+                format!(
+                    "{:?} is not a URL such as mqtt://127.0.0.1:1883",
+                    crate::redact::redact(&self.url)
+                ),
+            )
+        })?;
+        if !matches!(u.scheme(), "mqtt" | "mqtts") || u.host_str().is_none_or(str::is_empty) {
+            return Err(Invalid::new(
+                "mqtt.url",
+                "must be mqtt://host[:port] or mqtts://host[:port]",
+            ));
+        }
+        if !u.username().is_empty() || u.password().is_some() {
+            return Err(Invalid::new(
+                "mqtt.url",
+                "put credentials in mqtt.username and mqtt.password_file, not in the URL",
+            ));
+        }
+        let p = &self.topic_prefix;
+        if p.is_empty() || p.starts_with('/') || p.ends_with('/') || p.contains(['+', '#', '\0']) {
+            return Err(Invalid::new(
+                "mqtt.topic_prefix",
+                format!("{p:?} must be a topic without wildcards or leading/trailing '/'"),
+            ));
+        }
+        for (key, v) in [
+            ("mqtt.health_interval_s", self.health_interval_s),
+            ("mqtt.stats_interval_s", self.stats_interval_s),
+        ] {
+            if !(1..=3600).contains(&v) {
+                return Err(Invalid::new(key, format!("{v} is out of range 1..=3600")));
+            }
+        }
+        if !(1..=100_000).contains(&self.event_queue) {
+            return Err(Invalid::new(
+                "mqtt.event_queue",
+                format!("{} is out of range 1..=100000", self.event_queue),
+            ));
+        }
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            let key = if self.cert_file.is_some() {
+                "mqtt.key_file"
+            } else {
+                "mqtt.cert_file"
+            };
+            return Err(Invalid::new(
+                key,
+                "cert_file and key_file go together (mutual TLS)",
+            ));
+        }
+        for (i, c) in self.commands_allow.iter().enumerate() {
+            if c != "*" && !COMMANDS.contains(&c.as_str()) {
+                return Err(Invalid::new(
+                    format!("mqtt.commands_allow[{i}]"),
+                    format!("unknown command {c:?}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl HomeAssistantConfig {
+    pub(super) fn validate(&self) -> Result<(), Invalid> {
+        let p = &self.discovery_prefix;
+        if p.is_empty() || p.contains(['+', '#', '\0']) || p.ends_with('/') {
+            return Err(Invalid::new(
+                "homeassistant.discovery_prefix",
+                format!("{p:?} is not a valid topic prefix"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> MqttConfig {
+        MqttConfig {
+            url: "mqtt://127.0.0.1:1883".into(),
+            ..MqttConfig::default()
+        }
+    }
+
+    #[test]
+    fn wildcard_allows_all_but_restart() {
+        let m = good();
+        assert!(m.allows("ping"));
+        assert!(m.allows("config.set"));
+        assert!(!m.allows("daemon.restart"));
+        let m = MqttConfig {
+            commands_allow: vec!["*".into(), "daemon.restart".into()],
+            ..good()
+        };
+        assert!(m.allows("daemon.restart"));
+        let m = MqttConfig {
+            commands_allow: vec!["ping".into()],
+            ..good()
+        };
+        assert!(!m.allows("info"));
+    }
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(good().endpoint(), Some(("127.0.0.1".into(), 1883, false)));
+        let m = MqttConfig {
+            url: "mqtts://broker.example".into(),
+            ..good()
+        };
+        assert_eq!(m.endpoint(), Some(("broker.example".into(), 8883, true)));
+    }
+
+    #[test]
+    fn validation_names_keys() {
+        let key = |m: MqttConfig| m.validate().expect_err("invalid").key;
+        assert_eq!(good().validate(), Ok(()));
+        assert_eq!(
+            key(MqttConfig {
+                url: "http://x".into(),
+                ..good()
+            }),
+            "mqtt.url"
+        );
+        assert_eq!(
+            key(MqttConfig {
+                url: "mqtt://u:p@x".into(),
+                ..good()
+            }),
+            "mqtt.url"
+        );
+        assert_eq!(
+            key(MqttConfig {
+                topic_prefix: "a/#".into(),
+                ..good()
+            }),
+            "mqtt.topic_prefix"
+        );
+        assert_eq!(
+            key(MqttConfig {
+                stats_interval_s: 0,
+                ..good()
+            }),
+            "mqtt.stats_interval_s"
+        );
+        assert_eq!(
+            key(MqttConfig {
+                cert_file: Some("c.pem".into()),
+                ..good()
+            }),
+            "mqtt.key_file"
+        );
+        assert_eq!(
+            key(MqttConfig {
+                commands_allow: vec!["ping".into(), "reboot".into()],
+                ..good()
+            }),
+            "mqtt.commands_allow[1]"
+        );
+    }
+}
