@@ -7,6 +7,7 @@ pub mod encoder;
 pub mod events;
 pub mod health;
 pub mod logging;
+pub mod mqtt;
 pub mod pipeline;
 pub mod probe;
 pub mod redact;

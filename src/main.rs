@@ -60,16 +60,15 @@ fn main() -> ExitCode {
             }
             Err(e) => config_error(&e),
         },
-        Command::Run { config } => {
-            let config = match config::load(&config) {
+        Command::Run { config: path } => {
+            let config = match config::load(&path) {
                 Ok(c) => c,
                 Err(e) => return config_error(&e),
             };
             with_runtime(|| async move {
                 let shutdown = CancellationToken::new();
                 tokio::spawn(watch_signals(shutdown.clone()));
-                daemon::run(config, shutdown).await;
-                ExitCode::SUCCESS
+                ExitCode::from(daemon::run(config, path, shutdown).await)
             })
         }
         Command::Probe { json } => with_runtime(|| async move {

@@ -1,6 +1,7 @@
 //! The daemon's configuration: the TOML schema, every default, loading and validation.
 
 mod mqtt;
+pub mod patch;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -116,9 +117,10 @@ impl Transport {
 }
 
 impl Config {
-    /// The device id, resolved from the hostname at load time when not configured.
-    pub fn device_id(&self) -> &str {
-        self.device_id.as_deref().unwrap_or("edgecam")
+    /// The device id: as configured, else the hostname made valid. (Not written back into
+    /// the configuration, so a file without it keeps following the hostname.)
+    pub fn device_id(&self) -> String {
+        self.device_id.clone().unwrap_or_else(hostname_device_id)
     }
 
     /// The state directory in effect.
@@ -192,10 +194,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    let mut config = parse(&text, path)?;
-    if config.device_id.is_none() {
-        config.device_id = Some(hostname_device_id());
-    }
+    let config = parse(&text, path)?;
     validate(&config).map_err(|error| ConfigError::Invalid {
         path: path.to_path_buf(),
         error,

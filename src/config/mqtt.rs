@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::Invalid;
 
 /// Every command the daemon answers on `<prefix>/<device>/cmd/<name>`.
-pub const COMMANDS: [&str; 13] = [
+pub const COMMANDS: [&str; 14] = [
     "ping",
     "info",
     "config.get",
@@ -16,6 +16,7 @@ pub const COMMANDS: [&str; 13] = [
     "stream.start",
     "stream.stop",
     "stream.restart",
+    "stream.switch",
     "stream.bitrate",
     "stream.keyframe",
     "stream.snapshot",

@@ -2,8 +2,11 @@
 // Each test binary uses only some of these helpers.
 #![allow(dead_code)]
 
+pub mod broker;
 pub mod daemon;
+pub mod mqtt;
 pub mod receiver;
+pub mod tls;
 
 use std::net::TcpListener;
 

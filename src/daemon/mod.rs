@@ -1,0 +1,174 @@
+//! The running daemon: one supervisor per stream, MQTT when configured, systemd
+//! notifications, the periodic summary, remote configuration changes, and a bounded
+//! drain on shutdown.
+
+mod handle;
+mod streams;
+mod watchdog;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::WatchStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+pub use handle::{ConfigChange, DaemonCommand, DaemonError, DaemonHandle};
+
+use crate::config::{self, Config};
+use crate::encoder::Selector;
+use crate::events::{Events, Kind, Level};
+use crate::supervisor::StreamHandle;
+use crate::systemd::Notifier;
+use streams::Streams;
+use watchdog::Watchdog;
+
+/// How often `run` logs a line per stream.
+const SUMMARY_EVERY: Duration = Duration::from_secs(30);
+/// The whole drain after SIGTERM stays under the 2 s the service promises.
+const DRAIN_BUDGET: Duration = Duration::from_millis(1700);
+/// Exit status asking systemd (Restart=on-failure) to start the daemon again.
+pub const EXIT_RESTART: u8 = 75;
+
+/// Runs every configured stream (and MQTT) until `shutdown` is cancelled. Returns the
+/// process exit status.
+pub async fn run(config: Config, config_path: PathBuf, shutdown: CancellationToken) -> u8 {
+    let notifier = Notifier::from_env();
+    let selector = Arc::new(Selector::default());
+    let events = Events::default();
+    let tracker = TaskTracker::new();
+    let mut streams = Streams::new(
+        selector.clone(),
+        events.clone(),
+        tracker.clone(),
+        shutdown.clone(),
+    );
+    for stream in config.streams.iter().cloned() {
+        streams.spawn(stream);
+    }
+    let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
+    let (commands_tx, mut commands) = mpsc::channel(8);
+    let daemon = DaemonHandle::new(commands_tx, streams.watch(), config_rx);
+    if let Some(mqtt) = config.mqtt.clone() {
+        let service =
+            crate::mqtt::Service::new(mqtt, daemon.clone(), events.clone(), selector.clone());
+        tracker.spawn(service.run(shutdown.clone()));
+    }
+    info!(device_id = %config.device_id(), streams = config.streams.len(), "edgecam running");
+    notifier.ready();
+
+    let watchdog_every = notifier.watchdog_interval();
+    let mut watchdog = Watchdog::new(watchdog_every);
+    let mut watchdog_tick =
+        tokio::time::interval(watchdog_every.map_or(Duration::from_secs(3600), |d| d / 2));
+    let mut summary_tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + SUMMARY_EVERY, SUMMARY_EVERY);
+    let mut list = streams.watch();
+    let mut exit = 0;
+    'streams: loop {
+        let handles = list.borrow_and_update().clone();
+        notifier.status(&status_line(&handles));
+        let mut changes = futures_util::stream::select_all(
+            handles
+                .iter()
+                .map(|h| WatchStream::from_changes(h.watch_status())),
+        );
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break 'streams,
+                _ = list.changed() => continue 'streams,
+                Some(_) = changes.next() => notifier.status(&status_line(&handles)),
+                Some(cmd) = commands.recv() => match cmd {
+                    DaemonCommand::SetConfig(patch, reply) => {
+                        let current = config_tx.borrow().clone();
+                        let result = set_config(&current, &config_path, &patch, &mut streams).await;
+                        if let Ok((new, change)) = &result {
+                            config_tx.send_replace(Arc::new(new.clone()));
+                            events.raise(Level::Info, Kind::ConfigChanged, None, format!("configuration changed: {:?}", change.streams));
+                        }
+                        let _ = reply.send(result.map(|(_, c)| c));
+                    }
+                    DaemonCommand::Restart(reply) => {
+                        info!("restart requested over MQTT; exiting for systemd to start again");
+                        exit = EXIT_RESTART;
+                        let _ = reply.send(Ok(()));
+                        shutdown.cancel();
+                    }
+                },
+                _ = watchdog_tick.tick(), if watchdog_every.is_some() => {
+                    if watchdog.healthy(&handles).await {
+                        notifier.watchdog();
+                    }
+                }
+                _ = summary_tick.tick() => log_summary(&handles).await,
+            }
+        }
+    }
+    notifier.stopping();
+    info!("shutting down: tearing down outputs and captures");
+    tracker.close();
+    if tokio::time::timeout(DRAIN_BUDGET, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("some tasks did not stop in time; exiting anyway");
+    }
+    exit
+}
+
+/// Validates, persists, then applies a patch. Nothing changes when validation or the
+/// write fails.
+async fn set_config(
+    current: &Config,
+    path: &std::path::Path,
+    patch: &serde_json::Value,
+    streams: &mut Streams,
+) -> Result<(Config, ConfigChange), DaemonError> {
+    let new = config::patch::apply(current, patch).map_err(DaemonError::Invalid)?;
+    config::patch::persist(&new, path).map_err(|e| DaemonError::Persist(e.to_string()))?;
+    let streams_result = streams.apply(current, &new).await;
+    let (a, b) = (serde_json::to_value(current), serde_json::to_value(&new));
+    let restart_required = match (a, b) {
+        (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) => {
+            let mut keys: Vec<String> = a
+                .keys()
+                .chain(b.keys())
+                .filter(|k| *k != "stream" && a.get(*k) != b.get(*k))
+                .cloned()
+                .collect();
+            keys.sort();
+            keys.dedup();
+            keys
+        }
+        _ => Vec::new(),
+    };
+    Ok((
+        new,
+        ConfigChange {
+            persisted: true,
+            streams: streams_result,
+            restart_required,
+        },
+    ))
+}
+
+/// `cam0: streaming; cam1: reconnecting (upstream_unreachable, attempt 3)`
+fn status_line(handles: &[StreamHandle]) -> String {
+    handles
+        .iter()
+        .map(|h| format!("{}: {}", h.id(), h.status().summary()))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+async fn log_summary(handles: &[StreamHandle]) {
+    for h in handles {
+        if let Ok(s) = h.stats().await {
+            s.log("summary");
+        }
+    }
+}
