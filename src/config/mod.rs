@@ -36,7 +36,8 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct StreamConfig {
     pub id: String,
-    /// `"test"` for a moving test pattern, or a V4L2 device path.
+    /// `"test"` for a moving test pattern (`"test:<pattern>"` picks another
+    /// videotestsrc pattern, e.g. `test:snow`), or a V4L2 device path.
     pub source: String,
     pub width: u32,
     pub height: u32,
@@ -93,6 +94,50 @@ impl Default for StreamConfig {
         }
     }
 }
+
+impl StreamConfig {
+    /// The videotestsrc pattern when the source is a test pattern.
+    pub fn test_pattern(&self) -> Option<&str> {
+        test_pattern(&self.source)
+    }
+}
+
+/// `"test"` → `ball` (a moving ball), `"test:<pattern>"` → `<pattern>`, else `None`.
+pub fn test_pattern(source: &str) -> Option<&str> {
+    match source {
+        "test" => Some("ball"),
+        s => s.strip_prefix("test:"),
+    }
+}
+
+/// videotestsrc patterns a `test:<pattern>` source may name.
+pub const TEST_PATTERNS: [&str; 25] = [
+    "smpte",
+    "snow",
+    "black",
+    "white",
+    "red",
+    "green",
+    "blue",
+    "checkers-1",
+    "checkers-2",
+    "checkers-4",
+    "checkers-8",
+    "circular",
+    "blink",
+    "smpte75",
+    "zone-plate",
+    "gamut",
+    "chroma-zone-plate",
+    "solid-color",
+    "ball",
+    "smpte100",
+    "bar",
+    "pinwheel",
+    "spokes",
+    "gradient",
+    "colors",
+];
 
 impl EncoderChoice {
     pub fn as_str(self) -> &'static str {

@@ -53,14 +53,26 @@ fn validate_stream(s: &StreamConfig, key: &dyn Fn(&str) -> String) -> Result<(),
             format!("{:?} must be 1-32 characters of A-Z a-z 0-9 _ -", s.id),
         ));
     }
-    if s.source != "test" && !s.source.starts_with('/') {
-        return Err(Invalid::new(
-            key("source"),
-            format!(
-                "{:?} must be \"test\" or a device path such as /dev/video0",
-                s.source
-            ),
-        ));
+    match super::test_pattern(&s.source) {
+        Some(p) if !super::TEST_PATTERNS.contains(&p) => {
+            return Err(Invalid::new(
+                key("source"),
+                format!(
+                    "unknown test pattern {p:?}; one of {}",
+                    super::TEST_PATTERNS.join(", ")
+                ),
+            ));
+        }
+        None if !s.source.starts_with('/') => {
+            return Err(Invalid::new(
+                key("source"),
+                format!(
+                    "{:?} must be \"test\", \"test:<pattern>\" or a device path such as /dev/video0",
+                    s.source
+                ),
+            ));
+        }
+        _ => {}
     }
     range(key("width"), s.width, 16, 7680)?;
     range(key("height"), s.height, 16, 4320)?;
@@ -157,6 +169,10 @@ mod tests {
         let cases: Vec<(&str, Mutation)> = vec![
             ("stream[0].id", Box::new(|s| s.id = "bad id".into())),
             ("stream[0].source", Box::new(|s| s.source = "camera".into())),
+            (
+                "stream[0].source",
+                Box::new(|s| s.source = "test:plaid".into()),
+            ),
             ("stream[0].width", Box::new(|s| s.width = 8)),
             ("stream[0].height", Box::new(|s| s.height = 721)),
             ("stream[0].framerate", Box::new(|s| s.framerate = 0)),

@@ -19,7 +19,7 @@ use crate::encoder::{self, ENCODER_NAME, EncoderSpec};
 /// What to capture.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaptureParams {
-    /// `"test"` or a V4L2 device path.
+    /// `"test"`, `"test:<pattern>"` or a V4L2 device path.
     pub source: String,
     pub width: u32,
     pub height: u32,
@@ -52,10 +52,10 @@ impl Capture {
     ) -> Result<Capture, PipelineError> {
         let pipeline = gst::Pipeline::with_name("capture");
         pipeline.use_clock(Some(&gst::SystemClock::obtain()));
-        let source = if params.source == "test" {
+        let source = if let Some(pattern) = crate::config::test_pattern(&params.source) {
             gst::ElementFactory::make("videotestsrc")
                 .property("is-live", true)
-                .property_from_str("pattern", "ball")
+                .property_from_str("pattern", pattern)
                 .build()
                 .map_err(|_| PipelineError::Element("videotestsrc"))?
         } else {

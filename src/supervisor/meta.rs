@@ -70,7 +70,7 @@ impl StreamMeta {
             },
             source: SourceMeta {
                 path: config.source.clone(),
-                driver: (config.source == "test").then(|| "videotestsrc".to_owned()),
+                driver: config.test_pattern().map(|_| "videotestsrc".to_owned()),
                 card: None,
                 pixel_format: field(raw, "format"),
             },
