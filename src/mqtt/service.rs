@@ -123,7 +123,9 @@ impl Service {
             stream_ids: Vec::new(),
         };
         let (host, port, _) = self.config.endpoint().unwrap_or_default();
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        // Retries at most every 0.5 s while the broker is down, so `online` is back within a
+        // second of the broker.
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
         let mut retry_at: Option<tokio::time::Instant> = None;
         let mut tick = tokio::time::interval(TICK);
         let mut health = tokio::time::interval(Duration::from_secs(u64::from(

@@ -1,0 +1,369 @@
+//! The MQTT status contract against a real mosquitto: online/offline with last will,
+//! retained info/state/meta, health and stats at their intervals, and a broker outage
+//! that streaming rides through with events delivered afterwards in order.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::broker::Broker;
+use support::daemon::{Daemon, stream_config};
+use support::mqtt::{MqttClient, Msg};
+use support::receiver::Receiver;
+
+fn config(device: &str, broker: &Broker, streams: &str) -> String {
+    format!(
+        "device_id = \"{device}\"\n[mqtt]\nurl = \"{}\"\nstats_interval_s = 1\nhealth_interval_s = 1\n\n{streams}",
+        broker.url()
+    )
+}
+
+fn on(topic: String) -> impl Fn(&Msg) -> bool {
+    move |m| m.topic == topic
+}
+
+#[test]
+fn online_retained_then_offline_on_sigterm() {
+    let broker = Broker::start();
+    let rx = Receiver::start(0, None);
+    let mut daemon = Daemon::start(
+        &config(
+            "st-1",
+            &broker,
+            &stream_config("cam0", &[rx.url("/st-1/cam0")], 320, 240),
+        ),
+        &[],
+    );
+    let mut live = MqttClient::connect(&broker.url(), &["edgecam/st-1/#"]);
+    let online = live
+        .wait_for(
+            |m| m.topic == "edgecam/st-1/status" && m.text() == "online",
+            Duration::from_secs(15),
+        )
+        .expect("online");
+    drop(online);
+    // A late subscriber gets it retained.
+    let mut late = MqttClient::connect(&broker.url(), &["edgecam/st-1/status"]);
+    let retained = late
+        .wait_topic("edgecam/st-1/status", Duration::from_secs(5))
+        .expect("retained status");
+    assert!(
+        retained.retain && retained.text() == "online",
+        "{retained:?}"
+    );
+
+    let (status, took) = daemon.terminate(Duration::from_secs(5)).expect("exit");
+    assert!(status.success());
+    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+    live.wait_for(
+        |m| m.topic == "edgecam/st-1/status" && m.text() == "offline",
+        Duration::from_secs(3),
+    )
+    .expect("offline published on clean shutdown");
+    let mut after = MqttClient::connect(&broker.url(), &["edgecam/st-1/status"]);
+    let last = after
+        .wait_topic("edgecam/st-1/status", Duration::from_secs(5))
+        .expect("retained");
+    assert_eq!(last.text(), "offline");
+    assert!(
+        daemon.log().contains("published offline"),
+        "{}",
+        daemon.log()
+    );
+}
+
+#[test]
+fn last_will_says_offline_after_sigkill() {
+    let broker = Broker::start();
+    let mut daemon = Daemon::start(
+        &config(
+            "st-2",
+            &broker,
+            &stream_config("cam0", &["rtsp://127.0.0.1:9/x".into()], 320, 240),
+        ),
+        &[],
+    );
+    let mut client = MqttClient::connect(&broker.url(), &["edgecam/st-2/status"]);
+    client
+        .wait_for(|m| m.text() == "online", Duration::from_secs(15))
+        .expect("online");
+    nix::sys::signal::kill(daemon.pid(), nix::sys::signal::Signal::SIGKILL).expect("kill");
+    daemon.wait_exit(Duration::from_secs(5)).expect("killed");
+    // mosquitto sends the will once it notices the dead connection (socket closed).
+    client
+        .wait_for(|m| m.text() == "offline", Duration::from_secs(10))
+        .expect("last will offline");
+    let mut after = MqttClient::connect(&broker.url(), &["edgecam/st-2/status"]);
+    let retained = after
+        .wait_topic("edgecam/st-2/status", Duration::from_secs(5))
+        .expect("retained will");
+    assert_eq!(retained.text(), "offline");
+}
+
+#[test]
+fn info_state_meta_are_retained_and_health_stats_are_periodic() {
+    let broker = Broker::start();
+    let mut rx = Receiver::start(0, None);
+    let mut daemon = Daemon::start(
+        &config(
+            "st-3",
+            &broker,
+            &stream_config("cam0", &[rx.url("/st-3/cam0")], 320, 240),
+        ),
+        &[],
+    );
+    rx.wait_for(|v| v["event"] == "first_frame", Duration::from_secs(20))
+        .expect("streaming");
+    daemon
+        .wait_note(|l| l.contains("cam0: streaming"), Duration::from_secs(10))
+        .expect("streaming state");
+
+    // Retained topics, seen by a client that subscribes afterwards.
+    let mut c = MqttClient::connect(&broker.url(), &["edgecam/st-3/#"]);
+    let info = c
+        .wait_for(on("edgecam/st-3/info".into()), Duration::from_secs(5))
+        .expect("info");
+    assert!(info.retain);
+    let info = info.json();
+    assert_eq!(info["device_id"], "st-3");
+    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        info["gstreamer"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("1."))
+    );
+    assert!(info["kernel"].as_str().is_some_and(|k| !k.is_empty()));
+    assert_eq!(info["streams"][0]["id"], "cam0");
+    let x264 = info["encoders"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["element"] == "x264enc"))
+        .cloned();
+    assert_eq!(
+        x264.map(|e| e["trial_passed"].clone()),
+        Some(Value::Bool(true))
+    );
+    assert!(info["ts"].as_str().is_some_and(|t| t.ends_with('Z')));
+
+    let state = c
+        .find(on("edgecam/st-3/streams/cam0/state".into()))
+        .expect("state");
+    assert!(state.retain);
+    let state = state.json();
+    assert_eq!(state["state"], "streaming");
+    assert_eq!(state["upstream"], rx.url("/st-3/cam0"));
+    assert!(state["since"].as_str().is_some());
+
+    let meta = c
+        .find(on("edgecam/st-3/streams/cam0/meta".into()))
+        .expect("meta");
+    assert!(meta.retain);
+    let meta = meta.json();
+    assert_eq!(meta["codec"], "h264");
+    assert_eq!(
+        (
+            meta["width"].as_u64(),
+            meta["height"].as_u64(),
+            meta["framerate"].as_u64()
+        ),
+        (Some(320), Some(240), Some(30))
+    );
+    assert_eq!(meta["encoder"]["element"], "x264enc");
+    assert_eq!(meta["encoder"]["hardware"], false);
+    assert!(
+        meta["encoder"]["rejected"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+    );
+    assert!(meta["profile"].as_str().is_some(), "{meta}");
+    assert!(meta["level"].as_str().is_some(), "{meta}");
+    assert_eq!(meta["source"]["path"], "test");
+    assert_eq!(meta["source"]["pixel_format"], "I420");
+    assert_eq!(meta["transport"], "tcp");
+
+    // Periodic topics: three of each at a 1 s interval, with sane values.
+    let mut stats_seen = Vec::new();
+    let mut health_seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (stats_seen.len() < 3 || health_seen.len() < 3) && Instant::now() < deadline {
+        if let Some(m) = c.wait_for(
+            |m| m.topic.ends_with("/stats") || m.topic.ends_with("/health"),
+            Duration::from_secs(3),
+        ) {
+            assert!(!m.retain, "{} must not be retained", m.topic);
+            if m.topic.ends_with("/stats") {
+                stats_seen.push((Instant::now(), m.json()));
+            } else {
+                health_seen.push((Instant::now(), m.json()));
+            }
+        }
+    }
+    assert!(
+        stats_seen.len() >= 3 && health_seen.len() >= 3,
+        "stats {} health {}",
+        stats_seen.len(),
+        health_seen.len()
+    );
+    let gap = stats_seen[2].0 - stats_seen[1].0;
+    assert!(
+        gap > Duration::from_millis(500) && gap < Duration::from_millis(1800),
+        "stats every {gap:?}"
+    );
+    let s = &stats_seen[2].1;
+    let fps = s["fps"].as_f64().unwrap_or_default();
+    assert!(
+        (fps - 30.0).abs() <= 3.0,
+        "fps {fps} not within 10 % of 30: {s}"
+    );
+    assert!(s["bitrate_kbps"].as_f64().is_some_and(|b| b > 0.0), "{s}");
+    assert!(s["frames_sent"].as_u64() > Some(0));
+    assert_eq!(s["output_restarts"], 0);
+    assert_eq!(s["capture_restarts"], 0);
+    assert!(
+        s["latency_ms"]["p50"]
+            .as_f64()
+            .is_some_and(|l| l > 0.0 && l < 1000.0),
+        "{s}"
+    );
+    assert!(s["upstream_connected_s"].as_f64().is_some_and(|t| t > 0.0));
+    let h = &health_seen[2].1;
+    assert!(h["uptime_s"].as_f64().is_some_and(|u| u > 0.0), "{h}");
+    assert!(h["mem_total_mb"].as_f64() > h["mem_available_mb"].as_f64());
+    assert!(
+        h["cpu_percent"]
+            .as_f64()
+            .is_some_and(|c| (0.0..=100.0).contains(&c))
+    );
+    assert!(h["process"]["rss_mb"].as_f64().is_some_and(|r| r > 1.0));
+    assert!(h["process"]["threads"].as_u64() > Some(1));
+    assert_eq!(h["mqtt"]["reconnects"], 0);
+    assert!(h["ts"].as_str().is_some());
+    daemon.terminate(Duration::from_secs(5));
+}
+
+#[test]
+fn broker_outage_streaming_continues_and_events_arrive_in_order_afterwards() {
+    let mut broker = Broker::start();
+    let port = support::free_port();
+    let mut rx = Receiver::start(port, None);
+    let url = format!("rtsp://admin:rtsp-s3cret@127.0.0.1:{port}/st-4/cam0");
+    let mut daemon = Daemon::start(
+        &config("st-4", &broker, &stream_config("cam0", &[url], 320, 240)),
+        &[],
+    );
+    let mut c = MqttClient::connect(&broker.url(), &["edgecam/st-4/#"]);
+    c.wait_for(
+        |m| m.topic == "edgecam/st-4/status" && m.text() == "online",
+        Duration::from_secs(15),
+    )
+    .expect("online");
+    rx.wait_for(|v| v["event"] == "stats", Duration::from_secs(20))
+        .expect("streaming");
+    let frames_before = rx
+        .events_named("stats")
+        .last()
+        .and_then(|v| v["frames"].as_u64())
+        .unwrap_or(0);
+
+    broker.kill();
+    let killed = Instant::now();
+    let outage_start = std::time::SystemTime::now();
+    drop(c);
+    // While the broker is down, the upstream goes away and comes back: two events.
+    rx.kill();
+    daemon
+        .wait_note(
+            |l| l.contains("cam0: reconnecting"),
+            Duration::from_secs(10),
+        )
+        .expect("upstream loss noticed");
+    rx = Receiver::start(port, None);
+    rx.wait_for(|v| v["event"] == "first_frame", Duration::from_secs(10))
+        .expect("upstream back");
+    // Let the stream run through the rest of a 10 s outage.
+    let rest = Duration::from_secs(10)
+        .saturating_sub(killed.elapsed())
+        .as_secs_f64();
+    let during = rx
+        .wait_for(
+            |v| v["event"] == "stats" && v["elapsed_s"].as_f64().is_some_and(|e| e >= rest),
+            Duration::from_secs(12),
+        )
+        .expect("frames keep flowing while the broker is down");
+    assert!(
+        during["frames"].as_u64() > Some((rest * 25.0) as u64),
+        "{during} (before: {frames_before})"
+    );
+    assert!(killed.elapsed() >= Duration::from_secs(10));
+
+    broker.restart();
+    let back = Instant::now();
+    let mut c = MqttClient::connect(&broker.url(), &["edgecam/st-4/#"]);
+    c.wait_for(
+        |m| m.topic == "edgecam/st-4/status" && m.text() == "online",
+        Duration::from_secs(5),
+    )
+    .expect("online after the broker returned");
+    let took = back.elapsed();
+    assert!(
+        took <= Duration::from_millis(1000),
+        "online {took:?} after the broker came back"
+    );
+
+    let lost = c
+        .wait_for(
+            |m| m.topic == "edgecam/st-4/events" && m.json()["kind"] == "upstream_lost",
+            Duration::from_secs(5),
+        )
+        .expect("upstream_lost delivered after reconnect")
+        .json();
+    let restored = c
+        .wait_for(
+            |m| m.topic == "edgecam/st-4/events" && m.json()["kind"] == "upstream_restored",
+            Duration::from_secs(5),
+        )
+        .expect("upstream_restored after upstream_lost")
+        .json();
+    let ts = |v: &Value| {
+        humantime::parse_rfc3339(v["ts"].as_str().unwrap_or_default()).expect("rfc3339 ts")
+    };
+    assert!(
+        ts(&lost) >= outage_start && ts(&lost) <= ts(&restored),
+        "{lost} {restored}"
+    );
+    let reconnected_at = std::time::SystemTime::now() - took;
+    assert!(
+        ts(&restored) < reconnected_at,
+        "events keep the time they happened: {restored}"
+    );
+    // The stream was never interrupted by the broker: one capture, no capture restart.
+    let health = c
+        .wait_for(|m| m.topic == "edgecam/st-4/health", Duration::from_secs(3))
+        .expect("health")
+        .json();
+    assert!(health["mqtt"]["reconnects"].as_u64() >= Some(1));
+    let stats = c
+        .wait_for(
+            |m| m.topic == "edgecam/st-4/streams/cam0/stats",
+            Duration::from_secs(3),
+        )
+        .expect("stats")
+        .json();
+    assert_eq!(stats["capture_restarts"], 0);
+
+    // No credential anywhere: logs or any payload.
+    daemon.terminate(Duration::from_secs(5));
+    assert!(!daemon.log().contains("rtsp-s3cret"), "{}", daemon.log());
+    for m in c.messages() {
+        assert!(
+            !String::from_utf8_lossy(&m.payload).contains("rtsp-s3cret"),
+            "secret in {}",
+            m.topic
+        );
+    }
+    assert!(
+        c.messages()
+            .iter()
+            .any(|m| String::from_utf8_lossy(&m.payload).contains("rtsp://***@127.0.0.1"))
+    );
+}
