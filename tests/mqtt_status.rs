@@ -145,9 +145,17 @@ fn info_state_meta_are_retained_and_health_stats_are_periodic() {
     );
     assert!(info["ts"].as_str().is_some_and(|t| t.ends_with('Z')));
 
-    let state = c
-        .find(on("edgecam/st-3/streams/cam0/state".into()))
-        .expect("state");
+    // State goes out on the service's next tick after the change: wait for it.
+    let streaming =
+        |m: &Msg| m.topic == "edgecam/st-3/streams/cam0/state" && m.json()["state"] == "streaming";
+    if c.find(streaming).is_none() {
+        c.wait_for(streaming, Duration::from_secs(5))
+            .expect("state streaming");
+    }
+    let mut fresh = MqttClient::connect(&broker.url(), &["edgecam/st-3/streams/cam0/state"]);
+    let state = fresh
+        .wait_topic("edgecam/st-3/streams/cam0/state", Duration::from_secs(5))
+        .expect("retained state");
     assert!(state.retain);
     let state = state.json();
     assert_eq!(state["state"], "streaming");

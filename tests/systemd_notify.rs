@@ -54,7 +54,7 @@ fn watchdog_is_withheld_while_capture_produces_nothing() {
         .expect("READY=1");
     daemon
         .wait_note(
-            |l| l.contains("cam0: reconnecting (capture_error"),
+            |l| l.contains("cam0: camera_lost (capture_error"),
             Duration::from_secs(10),
         )
         .expect("capture error reported");

@@ -120,14 +120,10 @@ impl Capture {
                     };
                     let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
                     counters.on_encoded(buffer.size(), keyframe);
-                    if let Some(feed) = slot.current()
-                        && let Some(running) = running_time(&sample, &buffer)
-                    {
-                        let base = s.base_time().unwrap_or(gst::ClockTime::ZERO);
-                        if feed.push(&buffer, running, base) == Pushed::Overflow {
-                            debug!("output not draining; dropping until the next keyframe");
-                            request_keyframe(&sink);
-                        }
+                    let base = s.base_time().unwrap_or(gst::ClockTime::ZERO);
+                    if slot.hand_over(&sample, &buffer, base) == Some(Pushed::Overflow) {
+                        debug!("output not draining; dropping until the next keyframe");
+                        request_keyframe(&sink);
                     }
                     Ok(gst::FlowSuccess::Ok)
                 })
@@ -207,21 +203,6 @@ impl Capture {
             .static_pad("sink")
             .and_then(|p| p.current_caps())
     }
-}
-
-/// A frame's PTS and DTS as running time: encoders put frames in a segment that does not
-/// start at zero (GstVideoEncoder offsets DTS so it never goes negative).
-fn running_time(sample: &gst::Sample, buffer: &gst::Buffer) -> Option<(u64, Option<u64>)> {
-    let pts = buffer.pts()?;
-    let segment = sample.segment()?.downcast_ref::<gst::ClockTime>()?;
-    let running_pts = segment.to_running_time(pts)?;
-    // DTS may precede the segment start; keep its distance to PTS instead.
-    let dts = buffer.dts().map(|d| {
-        running_pts
-            .nseconds()
-            .saturating_sub(pts.nseconds().saturating_sub(d.nseconds()))
-    });
-    Some((running_pts.nseconds(), dts))
 }
 
 impl Snapshots {

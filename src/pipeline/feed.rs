@@ -150,4 +150,32 @@ impl FeedSlot {
     pub fn current(&self) -> Option<Arc<Feed>> {
         self.feed.lock().ok().and_then(|slot| slot.clone())
     }
+
+    /// Pushes an encoded sample to the current feed, if any. `base` is the base time of
+    /// the pipeline that produced it.
+    pub fn hand_over(
+        &self,
+        sample: &gst::Sample,
+        buffer: &gst::Buffer,
+        base: gst::ClockTime,
+    ) -> Option<Pushed> {
+        let feed = self.current()?;
+        let running = running_time(sample, buffer)?;
+        Some(feed.push(buffer, running, base))
+    }
+}
+
+/// A frame's PTS and DTS as running time: encoders put frames in a segment that does not
+/// start at zero (GstVideoEncoder offsets DTS so it never goes negative).
+fn running_time(sample: &gst::Sample, buffer: &gst::Buffer) -> Option<(u64, Option<u64>)> {
+    let pts = buffer.pts()?;
+    let segment = sample.segment()?.downcast_ref::<gst::ClockTime>()?;
+    let running_pts = segment.to_running_time(pts)?;
+    // DTS may precede the segment start; keep its distance to PTS instead.
+    let dts = buffer.dts().map(|d| {
+        running_pts
+            .nseconds()
+            .saturating_sub(pts.nseconds().saturating_sub(d.nseconds()))
+    });
+    Some((running_pts.nseconds(), dts))
 }

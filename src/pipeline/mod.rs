@@ -6,6 +6,8 @@ mod capture;
 pub mod counters;
 mod feed;
 mod output;
+mod slate;
+mod slate_image;
 pub mod timestamps;
 
 use gstreamer as gst;
@@ -15,6 +17,7 @@ pub use capture::{Capture, CaptureParams, SNAPSHOT_WAIT, encode_jpeg};
 pub use counters::{Counters, LatencySummary, RateMeter};
 pub use feed::{Feed, FeedSlot};
 pub use output::{Output, OutputParams};
+pub use slate::{SLATE_FPS, Slate};
 
 use crate::encoder::EncoderError;
 

@@ -1,8 +1,12 @@
 //! Supervision of a stream's capture+encode pipeline: start, stall detection, restarts
-//! with their own backoff. Restarting it leaves the output session alone.
+//! with their own backoff. Restarting it leaves the output session alone: while the
+//! camera is gone a slate keeps the session fed, and a vanished device node is waited
+//! for with inotify rather than retried blindly.
 
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::{Stream, StreamExt};
@@ -10,9 +14,10 @@ use gstreamer as gst;
 use tracing::{info, warn};
 
 use super::backoff::Backoff;
+use super::device_watch;
 use super::state::Reason;
 use crate::encoder::EncoderSpec;
-use crate::pipeline::{BusEvent, Capture, CaptureParams, Counters, FeedSlot, bus_events};
+use crate::pipeline::{BusEvent, Capture, CaptureParams, Counters, FeedSlot, Slate, bus_events};
 
 type Events = Pin<Box<dyn Stream<Item = BusEvent> + Send>>;
 
@@ -28,6 +33,11 @@ pub(super) struct CaptureSide {
     running: Option<Running>,
     backoff: Backoff,
     retry_at: Option<Instant>,
+    /// Set by the device watcher when a vanished node is back.
+    device_back: Option<Arc<AtomicBool>>,
+    slate: Option<Slate>,
+    /// Caps of the encoded stream from the last capture that produced any.
+    last_caps: Option<gst::Caps>,
     /// The failure being recovered from, until the next frame after a restart.
     pub failure: Option<Reason>,
     pub restarts: u64,
@@ -58,6 +68,9 @@ impl CaptureSide {
             running: None,
             backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(10)),
             retry_at: Some(Instant::now()),
+            device_back: None,
+            slate: None,
+            last_caps: None,
             failure: None,
             restarts: 0,
         }
@@ -77,6 +90,15 @@ impl CaptureSide {
     /// Starts the pipeline when a start is due. Returns a failure to report, if any.
     pub async fn tick(&mut self, stall_timeout: Duration) -> Option<Reason> {
         let now = Instant::now();
+        if self
+            .device_back
+            .as_ref()
+            .is_some_and(|b| b.load(Ordering::Relaxed))
+        {
+            info!(stream = %self.id, device = %self.params.source, "camera device is back");
+            self.device_back = None;
+            self.retry_at = Some(now);
+        }
         match &self.running {
             None if self.retry_at.is_some_and(|t| t <= now) => {
                 self.retry_at = None;
@@ -109,6 +131,10 @@ impl CaptureSide {
     }
 
     async fn start(&mut self) -> Result<(), String> {
+        // The slate gives way before the camera's first frame reaches the output.
+        if let Some(slate) = self.slate.take() {
+            let _ = tokio::task::spawn_blocking(move || slate.stop()).await;
+        }
         let params = self.params.clone();
         let spec = self.spec.clone();
         let counters = self.counters.clone();
@@ -137,19 +163,64 @@ impl CaptureSide {
         Ok(())
     }
 
-    /// Stops the pipeline after a failure and schedules a restart; returns the delay.
-    pub async fn fail(&mut self, reason: Reason) -> Duration {
+    /// Stops the pipeline after a failure, puts the slate on the output, and schedules a
+    /// restart: when the device node is back if it vanished, else after a backoff.
+    pub async fn fail(&mut self, reason: Reason) {
         warn!(stream = %self.id, reason = %reason, "capture failed; restarting the capture side only");
+        if let Some(caps) = self.encoded_caps() {
+            self.last_caps = Some(caps);
+        }
         self.stop(Duration::from_secs(2)).await;
         self.restarts += 1;
-        let delay = self.backoff.next_delay();
-        self.retry_at = Some(Instant::now() + delay);
         self.failure = Some(reason);
-        delay
+        self.start_slate().await;
+        let device = PathBuf::from(&self.params.source);
+        if device.is_absolute() && !device.exists() {
+            info!(stream = %self.id, device = %device.display(), "camera device gone; waiting for it to come back");
+            let back = Arc::new(AtomicBool::new(false));
+            self.device_back = Some(back.clone());
+            self.retry_at = None;
+            let id = self.id.clone();
+            tokio::spawn(async move {
+                match device_watch::wait_for(device).await {
+                    Ok(()) => back.store(true, Ordering::Relaxed),
+                    Err(e) => {
+                        warn!(stream = %id, error = %e, "cannot watch for the device; retrying on a timer");
+                        back.store(true, Ordering::Relaxed);
+                    }
+                }
+            });
+        } else {
+            self.retry_at = Some(Instant::now() + self.backoff.next_delay());
+        }
+    }
+
+    /// Keeps an existing output session fed with the "camera offline" picture.
+    async fn start_slate(&mut self) {
+        let Some(feed) = self.slot.current() else {
+            return;
+        };
+        if self.slate.is_some() {
+            return;
+        }
+        feed.new_capture();
+        let (w, h, slot) = (self.params.width, self.params.height, self.slot.clone());
+        match tokio::task::spawn_blocking(move || Slate::start(w, h, slot)).await {
+            Ok(Ok(slate)) => {
+                info!(stream = %self.id, "camera offline slate on the output");
+                self.slate = Some(slate);
+            }
+            Ok(Err(e)) => warn!(stream = %self.id, error = %e, "cannot start the slate"),
+            Err(e) => warn!(stream = %self.id, error = %e, "slate task failed"),
+        }
     }
 
     /// Stops the pipeline (bounded wait; a stuck driver is left to finish on its own).
     pub async fn stop(&mut self, bound: Duration) {
+        if let Some(slate) = self.slate.take() {
+            let _ = tokio::time::timeout(bound, tokio::task::spawn_blocking(move || slate.stop()))
+                .await;
+        }
         if let Some(r) = self.running.take() {
             let capture = r.capture;
             let stopping = tokio::task::spawn_blocking(move || capture.stop());
@@ -187,9 +258,13 @@ impl CaptureSide {
             .unwrap_or_default()
     }
 
-    /// Negotiated caps of the encoded stream, once a frame went through.
+    /// Negotiated caps of the encoded stream, once a frame went through (while the camera
+    /// is away: those it had).
     pub fn encoded_caps(&self) -> Option<gst::Caps> {
-        self.running.as_ref()?.capture.encoded_caps()
+        match &self.running {
+            Some(r) => r.capture.encoded_caps(),
+            None => self.last_caps.clone(),
+        }
     }
 
     pub fn request_keyframe(&self) -> bool {

@@ -3,6 +3,7 @@
 
 mod backoff;
 mod capture_side;
+mod device_watch;
 mod handle;
 mod meta;
 mod output_side;

@@ -16,6 +16,9 @@ pub enum State {
     Streaming,
     /// Something failed; a retry is scheduled.
     Reconnecting,
+    /// The camera failed or vanished; the output is kept alive with a slate.
+    #[serde(rename = "camera_lost")]
+    CameraLost,
     /// Stopped on purpose.
     Stopped,
     /// Cannot run without a change (e.g. no usable encoder).
@@ -124,7 +127,11 @@ impl Status {
         upstream: String,
     ) -> Self {
         Status {
-            state: State::Reconnecting,
+            state: if reason.is_output() {
+                State::Reconnecting
+            } else {
+                State::CameraLost
+            },
             reason: Some(reason),
             since: SystemTime::now(),
             attempt,
@@ -151,7 +158,6 @@ impl Status {
 
 /// The event a status change means, if any: (level, kind, message).
 pub fn transition_event(prev: &Status, next: &Status) -> Option<(Level, Kind, String)> {
-    let was_capture_failure = prev.reason.as_ref().is_some_and(|r| !r.is_output());
     let was_output_failure = prev.reason.as_ref().is_some_and(Reason::is_output);
     match (prev.state, next.state, &next.reason) {
         (State::Starting, State::Streaming, _) => Some((
@@ -159,7 +165,9 @@ pub fn transition_event(prev: &Status, next: &Status) -> Option<(Level, Kind, St
             Kind::StreamStarted,
             format!("streaming to {}", next.upstream.as_deref().unwrap_or("?")),
         )),
-        (State::Reconnecting, State::Streaming, _) if was_capture_failure => Some((
+        (State::CameraLost, State::CameraLost, _) => None,
+        (_, State::CameraLost, Some(r)) => Some((Level::Error, Kind::CameraLost, r.to_string())),
+        (State::CameraLost, s, _) if s != State::Stopped => Some((
             Level::Info,
             Kind::CameraRestored,
             "capture recovered".into(),
@@ -174,9 +182,6 @@ pub fn transition_event(prev: &Status, next: &Status) -> Option<(Level, Kind, St
         )),
         (State::Streaming, State::Reconnecting, Some(r)) if r.is_output() => {
             Some((Level::Warning, Kind::UpstreamLost, r.to_string()))
-        }
-        (_, State::Reconnecting, Some(r)) if !r.is_output() && !was_capture_failure => {
-            Some((Level::Error, Kind::CameraLost, r.to_string()))
         }
         (s, State::Stopped, _) if s != State::Stopped => {
             Some((Level::Info, Kind::StreamStopped, "stream stopped".into()))
