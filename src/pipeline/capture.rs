@@ -1,7 +1,7 @@
 //! The capture+encode pipeline: source → caps → convert → encoder → h264parse → appsink.
 //! It runs independently of any output; encoded frames go to whatever feed is attached.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -92,8 +92,20 @@ impl Capture {
 
         if let Some(pad) = source.static_pad("src") {
             let counters = counters.clone();
-            pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            // v4l2src puts the driver's frame sequence number in the buffer offset; a gap
+            // means the driver dropped frames.
+            let last_sequence = AtomicU64::new(u64::MAX);
+            pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
                 counters.frames_captured.fetch_add(1, Ordering::Relaxed);
+                if let Some(buffer) = info.buffer()
+                    && buffer.offset() != gst::format::Buffers::OFFSET_NONE
+                {
+                    let previous = last_sequence.swap(buffer.offset(), Ordering::Relaxed);
+                    let lost = sequence_gap(previous, buffer.offset());
+                    if lost > 0 {
+                        counters.dropped.fetch_add(lost, Ordering::Relaxed);
+                    }
+                }
                 gst::PadProbeReturn::Ok
             });
         }
@@ -241,9 +253,33 @@ pub fn encode_jpeg(sample: &gst::Sample) -> Result<Vec<u8>, PipelineError> {
 /// How long a snapshot waits for the next frame before giving up.
 pub const SNAPSHOT_WAIT: Duration = Duration::from_secs(3);
 
+/// Frames missing between two driver sequence numbers (`u64::MAX`: none seen yet). A
+/// sequence that goes backwards (driver restarted) is a new start, not a loss.
+fn sequence_gap(previous: u64, now: u64) -> u64 {
+    if previous == u64::MAX || now <= previous {
+        0
+    } else {
+        now - previous - 1
+    }
+}
+
 fn request_keyframe(appsink: &gst_app::AppSink) {
     let event = gst_video::UpstreamForceKeyUnitEvent::builder()
         .all_headers(true)
         .build();
     appsink.send_event(event);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sequence_gap;
+
+    #[test]
+    fn sequence_gaps_count_lost_frames() {
+        assert_eq!(sequence_gap(u64::MAX, 7), 0);
+        assert_eq!(sequence_gap(7, 8), 0);
+        assert_eq!(sequence_gap(8, 12), 3);
+        assert_eq!(sequence_gap(12, 0), 0);
+        assert_eq!(sequence_gap(12, 12), 0);
+    }
 }
