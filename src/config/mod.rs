@@ -4,6 +4,7 @@ mod mqtt;
 pub mod patch;
 mod validate;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -37,7 +38,8 @@ pub struct Config {
 pub struct StreamConfig {
     pub id: String,
     /// `"test"` for a moving test pattern (`"test:<pattern>"` picks another
-    /// videotestsrc pattern, e.g. `test:snow`), or a V4L2 device path.
+    /// videotestsrc pattern, e.g. `test:snow`), a V4L2 device path (`/dev/video0`,
+    /// `/dev/v4l/by-id/...`), or `"auto"` for the first capture device.
     pub source: String,
     pub width: u32,
     pub height: u32,
@@ -53,6 +55,9 @@ pub struct StreamConfig {
     pub stall_timeout_s: u32,
     /// Upper bound of the exponential backoff between output retries, seconds.
     pub reconnect_backoff_max_s: u32,
+    /// V4L2 controls applied at every capture start, by name: `brightness = 10`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub controls: BTreeMap<String, serde_json::Value>,
 }
 
 /// Which H.264 encoder a stream uses.
@@ -66,6 +71,8 @@ pub enum EncoderChoice {
     V4l2,
     Nvv4l2,
     Vaapi,
+    /// No encoder: the camera's own H.264 is published as it comes.
+    Passthrough,
 }
 
 /// RTP transport towards the upstream RTSP server.
@@ -91,6 +98,7 @@ impl Default for StreamConfig {
             transport: Transport::Tcp,
             stall_timeout_s: 5,
             reconnect_backoff_max_s: 30,
+            controls: BTreeMap::new(),
         }
     }
 }
@@ -148,6 +156,7 @@ impl EncoderChoice {
             EncoderChoice::V4l2 => "v4l2",
             EncoderChoice::Nvv4l2 => "nvv4l2",
             EncoderChoice::Vaapi => "vaapi",
+            EncoderChoice::Passthrough => "passthrough",
         }
     }
 }

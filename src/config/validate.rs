@@ -63,7 +63,7 @@ fn validate_stream(s: &StreamConfig, key: &dyn Fn(&str) -> String) -> Result<(),
                 ),
             ));
         }
-        None if !s.source.starts_with('/') => {
+        None if !s.source.starts_with('/') && s.source != "auto" => {
             return Err(Invalid::new(
                 key("source"),
                 format!(
@@ -85,6 +85,20 @@ fn validate_stream(s: &StreamConfig, key: &dyn Fn(&str) -> String) -> Result<(),
         return Err(Invalid::new(key(k), "must be even (4:2:0 chroma)"));
     }
     range(key("framerate"), s.framerate, 1, 240)?;
+    if s.encoder == super::EncoderChoice::Passthrough && super::test_pattern(&s.source).is_some() {
+        return Err(Invalid::new(
+            key("encoder"),
+            "passthrough needs a camera that delivers H.264; a test pattern has none",
+        ));
+    }
+    for (name, value) in &s.controls {
+        if !(value.is_i64() || value.is_boolean()) {
+            return Err(Invalid::new(
+                format!("{}.{name}", key("controls")),
+                "must be an integer or a boolean",
+            ));
+        }
+    }
     range(key("bitrate_kbps"), s.bitrate_kbps, 64, 50_000)?;
     range(key("keyframe_interval"), s.keyframe_interval, 1, 3600)?;
     range(key("stall_timeout_s"), s.stall_timeout_s, 1, 300)?;

@@ -21,6 +21,8 @@ pub enum EncoderKind {
     X264,
     /// Software, Cisco OpenH264.
     Openh264,
+    /// No encoder: the camera delivers H.264 itself.
+    Passthrough,
 }
 
 /// The order `encoder = "auto"` tries encoders in: hardware first.
@@ -75,11 +77,15 @@ impl EncoderKind {
             EncoderKind::Vaapi => "vaapih264enc",
             EncoderKind::X264 => "x264enc",
             EncoderKind::Openh264 => "openh264enc",
+            EncoderKind::Passthrough => "passthrough",
         }
     }
 
     pub fn is_hardware(self) -> bool {
-        !matches!(self, EncoderKind::X264 | EncoderKind::Openh264)
+        !matches!(
+            self,
+            EncoderKind::X264 | EncoderKind::Openh264 | EncoderKind::Passthrough
+        )
     }
 
     /// The catalog entries a configured choice may use, in the order they are tried.
@@ -91,6 +97,7 @@ impl EncoderKind {
             EncoderChoice::Vaapi => &AUTO_ORDER[2..4],
             EncoderChoice::X264 => &AUTO_ORDER[4..5],
             EncoderChoice::Openh264 => &AUTO_ORDER[5..6],
+            EncoderChoice::Passthrough => &[EncoderKind::Passthrough],
         }
     }
 
@@ -103,6 +110,8 @@ impl EncoderKind {
             EncoderKind::Va | EncoderKind::Vaapi | EncoderKind::X264 => {
                 ("bitrate", kbps.to_string())
             }
+            // The camera's own bitrate control is not reachable through GStreamer here.
+            EncoderKind::Passthrough => ("", String::new()),
         }
     }
 
@@ -178,6 +187,12 @@ impl EncoderKind {
                     ("speed-preset", "superfast".into()),
                     ("key-int-max", gop),
                 ])],
+                output_caps: None,
+            },
+            EncoderKind::Passthrough => EncoderSpec {
+                kind: self,
+                input_caps: "video/x-h264".into(),
+                elements: vec![],
                 output_caps: None,
             },
             EncoderKind::Openh264 => EncoderSpec {

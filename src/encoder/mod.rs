@@ -146,6 +146,9 @@ impl Selector {
 
 /// Runs one trial off the async runtime, bounded by [`TRIAL_TIMEOUT`].
 async fn run_trial(kind: EncoderKind) -> Result<(), EncoderError> {
+    if kind == EncoderKind::Passthrough {
+        return Ok(());
+    }
     let (tx, rx) = tokio::sync::oneshot::channel();
     // A plain thread, not spawn_blocking: a hung driver must not pin a runtime worker
     // or keep the runtime from shutting down.

@@ -248,7 +248,7 @@ fn args_as<T: DeserializeOwned>(args: Map<String, Value>) -> Result<T, CommandEr
 fn handle_error(e: HandleError) -> CommandError {
     match e {
         HandleError::InvalidArgument(m) => err(Code::InvalidArgument, m),
-        HandleError::NotCapturing(_) | HandleError::Gone(_) => {
+        HandleError::NotCapturing(_) | HandleError::Gone(_) | HandleError::Unsupported(_) => {
             err(Code::Unavailable, e.to_string())
         }
         HandleError::Failed(m) => err(Code::Internal, m),

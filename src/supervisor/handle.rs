@@ -56,6 +56,9 @@ pub enum HandleError {
     InvalidArgument(String),
     #[error("{0}")]
     Failed(String),
+    /// The stream cannot do this (e.g. no encoder, no V4L2 camera).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// A stream's counters and rates at one moment.

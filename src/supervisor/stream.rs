@@ -16,7 +16,7 @@ use super::meta::StreamMeta;
 use super::output_side::{OutputChange, OutputSide};
 use super::state::{Reason, State, Status, transition_event};
 use crate::config::StreamConfig;
-use crate::encoder::{EncoderParams, Selection, Selector};
+use crate::encoder::{EncoderKind, EncoderParams, Selection, Selector};
 use crate::events::{Events, Kind, Level};
 use crate::pipeline::{self, BusEvent, CaptureParams, Counters, FeedSlot, RateMeter};
 
@@ -384,6 +384,16 @@ impl StreamSupervisor {
                         BITRATE_RANGE.start(),
                         BITRATE_RANGE.end()
                     ))));
+                    return None;
+                }
+                if self
+                    .selection
+                    .as_ref()
+                    .is_some_and(|s| s.kind == EncoderKind::Passthrough)
+                {
+                    let _ = reply.send(Err(HandleError::Unsupported(
+                        "a passthrough stream has no encoder whose bitrate could change".into(),
+                    )));
                     return None;
                 }
                 let mut config = self.config.clone();
