@@ -172,7 +172,7 @@ impl MqttConfig {
 impl HomeAssistantConfig {
     pub(super) fn validate(&self) -> Result<(), Invalid> {
         let p = &self.discovery_prefix;
-        if p.is_empty() || p.contains(['+', '#', '\0']) || p.ends_with('/') {
+        if p.is_empty() || p.contains(['+', '#', '\0']) || p.starts_with('/') || p.ends_with('/') {
             return Err(Invalid::new(
                 "homeassistant.discovery_prefix",
                 format!("{p:?} is not a valid topic prefix"),

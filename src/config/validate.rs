@@ -26,6 +26,12 @@ pub fn validate(config: &Config) -> Result<(), Invalid> {
         mqtt.validate()?;
     }
     config.homeassistant.validate()?;
+    if config.homeassistant.enabled && config.mqtt.is_none() {
+        return Err(Invalid::new(
+            "homeassistant.enabled",
+            "discovery needs an [mqtt] section",
+        ));
+    }
     if config.streams.is_empty() {
         return Err(Invalid::new(
             "stream",

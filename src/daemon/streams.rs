@@ -80,8 +80,9 @@ impl Streams {
             result.insert(id, "stopped".to_owned());
         }
         for stream in &new.streams {
+            // The supervisor compares with what it runs (a live stream.bitrate may differ
+            // from the file).
             let outcome = match (old.stream(&stream.id), self.find(&stream.id)) {
-                (Some(before), Some(_)) if before == stream => "unchanged".to_owned(),
                 (Some(_), Some(handle)) => match handle.reconfigure(stream.clone()).await {
                     Ok(applied) => applied_name(applied).to_owned(),
                     Err(e) => format!("error: {e}"),

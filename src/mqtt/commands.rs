@@ -26,6 +26,21 @@ pub enum Code {
     Internal,
 }
 
+impl Code {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::InvalidJson => "invalid_json",
+            Code::InvalidArgument => "invalid_argument",
+            Code::UnknownCommand => "unknown_command",
+            Code::UnknownStream => "unknown_stream",
+            Code::Forbidden => "forbidden",
+            Code::Unavailable => "unavailable",
+            Code::Internal => "internal",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommandError {
     pub code: Code,
@@ -82,11 +97,15 @@ impl Commands {
             Err(e) => (Value::Null, Err(e)),
         };
         if !matches!(name, "ping" | "info" | "config.get") {
-            let ok = result
-                .as_ref()
-                .map_or_else(|e| format!("{:?}: {}", e.code, e.message), |_| "ok".into());
+            let (level, what) = match &result {
+                Ok(_) => (Level::Info, "ok".to_owned()),
+                Err(e) => (
+                    Level::Warning,
+                    format!("{}: {}", e.code.as_str(), e.message),
+                ),
+            };
             self.events
-                .raise(Level::Info, Kind::Command, None, format!("{name}: {ok}"));
+                .raise(level, Kind::Command, None, format!("{name}: {what}"));
         }
         match result {
             Ok(mut outcome) => {

@@ -13,7 +13,7 @@ use crate::config::MqttConfig;
 const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// Largest incoming message: command payloads above 64 KiB are refused with a typed
 /// error, so they must still arrive whole.
-const MAX_INCOMING: usize = 256 * 1024;
+const MAX_INCOMING: usize = 1024 * 1024;
 /// Largest outgoing message (JPEG snapshots).
 const MAX_OUTGOING: usize = 8 * 1024 * 1024;
 

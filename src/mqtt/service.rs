@@ -59,6 +59,8 @@ struct Session {
     queue: VecDeque<Event>,
     queue_cap: usize,
     states: HashMap<String, Status>,
+    /// The configuration `info` and discovery were last published for.
+    config: Option<Arc<crate::config::Config>>,
     metas: HashMap<String, Option<StreamMeta>>,
     stream_ids: Vec<String>,
 }
@@ -119,6 +121,7 @@ impl Service {
             queue: VecDeque::new(),
             queue_cap: self.config.event_queue,
             states: HashMap::new(),
+            config: None,
             metas: HashMap::new(),
             stream_ids: Vec::new(),
         };
@@ -143,7 +146,10 @@ impl Service {
                         backoff.reset();
                         s.connected = true;
                         match lost_at.take() {
-                            Some(t) => info!(broker = %format!("{host}:{port}"), down_ms = t.elapsed().as_millis() as u64, "MQTT reconnected"),
+                            Some(t) => {
+                                s.reconnects += 1;
+                                info!(broker = %format!("{host}:{port}"), down_ms = t.elapsed().as_millis() as u64, "MQTT reconnected");
+                            }
                             None => info!(broker = %format!("{host}:{port}"), "MQTT connected"),
                         }
                         s.on_connect(&self.daemon, &info, &ha);
@@ -168,7 +174,6 @@ impl Service {
                         }
                         lost_at.get_or_insert_with(Instant::now);
                         s.connected = false;
-                        s.reconnects += 1;
                         retry_at = Some(tokio::time::Instant::now() + delay);
                     }
                 },
@@ -182,7 +187,7 @@ impl Service {
                 },
                 Some(reply) = replies.recv() => s.publish_reply(reply),
                 _ = tick.tick() => {
-                    s.publish_changes(&self.daemon, &info);
+                    s.publish_changes(&self.daemon, &info, &ha);
                     s.flush_events();
                 }
                 _ = health.tick() => {
@@ -271,44 +276,62 @@ impl Session {
         );
         self.states.clear();
         self.metas.clear();
-        self.stream_ids.clear();
-        self.publish_changes(daemon, info);
-        if ha.enabled {
-            self.publish_discovery(daemon, info, ha);
-        }
+        self.config = None;
+        self.publish_changes(daemon, info, ha);
         self.flush_events();
     }
 
-    /// Publishes `info` when the stream list changed, and each stream's state and meta
-    /// when they changed since last published (everything after a reconnect).
-    fn publish_changes(&mut self, daemon: &DaemonHandle, info: &InfoData) {
+    /// Publishes `info` (and discovery) when the configuration changed, and each stream's
+    /// state and meta when they changed since last published (everything after a
+    /// reconnect).
+    fn publish_changes(
+        &mut self,
+        daemon: &DaemonHandle,
+        info: &InfoData,
+        ha: &crate::config::HomeAssistantConfig,
+    ) {
         if !self.connected {
             return;
         }
         let handles = daemon.streams();
         let ids: Vec<String> = handles.iter().map(|h| h.id().to_owned()).collect();
-        if ids != self.stream_ids {
-            let config = daemon.config();
+        let config = daemon.config();
+        if self
+            .config
+            .as_ref()
+            .is_none_or(|c| !Arc::ptr_eq(c, &config))
+        {
             self.send_raw(
                 &self.topics.info(),
                 payloads::info(&config, &info.board, &info.gstreamer, &info.encoders),
                 true,
                 QoS::AtLeastOnce,
             );
-            for gone in self.stream_ids.iter().filter(|id| !ids.contains(id)) {
+            let gone: Vec<String> = self
+                .stream_ids
+                .iter()
+                .filter(|id| !ids.contains(id))
+                .cloned()
+                .collect();
+            for id in &gone {
                 // Clear retained topics of removed streams.
                 for leaf in ["state", "meta"] {
                     self.send_raw(
-                        &self.topics.stream(gone, leaf),
+                        &self.topics.stream(id, leaf),
                         Vec::new(),
                         true,
                         QoS::AtLeastOnce,
                     );
                 }
             }
+            if ha.enabled {
+                self.clear_discovery(&config, info, ha, &gone);
+                self.publish_discovery(daemon, info, ha);
+            }
             self.states.retain(|id, _| ids.contains(id));
             self.metas.retain(|id, _| ids.contains(id));
             self.stream_ids = ids;
+            self.config = Some(config);
         }
         for h in handles {
             let status = h.status();
@@ -331,6 +354,31 @@ impl Session {
                 );
                 self.metas.insert(h.id().to_owned(), meta);
             }
+        }
+    }
+
+    /// Deletes (empty retained payload) the discovery entries of removed streams.
+    fn clear_discovery(
+        &self,
+        config: &crate::config::Config,
+        info: &InfoData,
+        ha: &crate::config::HomeAssistantConfig,
+        gone: &[String],
+    ) {
+        if gone.is_empty() {
+            return;
+        }
+        let model = info.board.board_model.as_deref();
+        let stale = homeassistant::discovery(
+            &ha.discovery_prefix,
+            &self.topics,
+            &config.device_id(),
+            model,
+            gone,
+        );
+        // The first two entries are the device's own sensors, which stay.
+        for (topic, _) in stale.into_iter().skip(2) {
+            self.send_raw(&topic, Vec::new(), true, QoS::AtLeastOnce);
         }
     }
 

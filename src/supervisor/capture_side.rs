@@ -252,10 +252,10 @@ impl CaptureSide {
         self.backoff.attempt()
     }
 
-    pub fn retry_in(&self) -> Duration {
+    /// Time to the next scheduled start; `None` while waiting for the device node.
+    pub fn retry_in(&self) -> Option<Duration> {
         self.retry_at
             .map(|t| t.saturating_duration_since(Instant::now()))
-            .unwrap_or_default()
     }
 
     /// Negotiated caps of the encoded stream, once a frame went through (while the camera

@@ -115,8 +115,8 @@ impl OutputSide {
         self.backoff.attempt()
     }
 
-    pub fn retry_in(&self) -> Duration {
-        self.retry_at.saturating_duration_since(Instant::now())
+    pub fn retry_in(&self) -> Option<Duration> {
+        Some(self.retry_at.saturating_duration_since(Instant::now()))
     }
 
     /// The next bus event of the session; pending while there is none.

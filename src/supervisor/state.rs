@@ -123,7 +123,7 @@ impl Status {
     pub fn reconnecting(
         reason: Reason,
         attempt: u32,
-        retry_in: Duration,
+        retry_in: Option<Duration>,
         upstream: String,
     ) -> Self {
         Status {
@@ -135,7 +135,7 @@ impl Status {
             reason: Some(reason),
             since: SystemTime::now(),
             attempt,
-            next_retry_s: Some(retry_in.as_secs_f64()),
+            next_retry_s: retry_in.map(|d| d.as_secs_f64()),
             upstream: Some(upstream),
         }
     }
@@ -201,7 +201,7 @@ mod tests {
                 upstream: "rtsp://h/x".into(),
             },
             3,
-            Duration::from_secs(4),
+            Some(Duration::from_secs(4)),
             "rtsp://h/x".into(),
         );
         assert_eq!(
@@ -212,7 +212,7 @@ mod tests {
     }
 
     fn reconnecting(reason: Reason) -> Status {
-        Status::reconnecting(reason, 1, Duration::from_secs(1), "rtsp://h/x".into())
+        Status::reconnecting(reason, 1, Some(Duration::from_secs(1)), "rtsp://h/x".into())
     }
 
     #[test]
