@@ -1,6 +1,7 @@
 //! edgecam: captures camera frames, encodes H.264 through GStreamer, publishes to an
 //! upstream RTSP server and recovers by itself.
 
+pub mod camera;
 pub mod config;
 pub mod daemon;
 pub mod encoder;
