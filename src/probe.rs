@@ -1,7 +1,9 @@
-//! `edgecam probe`: what this board offers (GStreamer version, encoders with trial results).
+//! `edgecam probe`: what this board offers: GStreamer version, encoders with trial
+//! results, and V4L2 cameras with their formats and controls.
 
 use serde::Serialize;
 
+use crate::camera;
 use crate::encoder::{EncoderReport, Selector};
 use crate::pipeline;
 
@@ -9,12 +11,17 @@ use crate::pipeline;
 pub struct ProbeReport {
     pub gstreamer: String,
     pub encoders: Vec<EncoderReport>,
+    pub cameras: camera::ProbeReport,
 }
 
 pub async fn probe() -> ProbeReport {
+    let cameras = tokio::task::spawn_blocking(camera::probe_report)
+        .await
+        .unwrap_or_default();
     ProbeReport {
         gstreamer: pipeline::gstreamer_version(),
         encoders: Selector::default().report().await,
+        cameras,
     }
 }
 
@@ -37,6 +44,7 @@ impl std::fmt::Display for ProbeReport {
                 e.rejected_because.as_deref().unwrap_or("")
             )?;
         }
-        Ok(())
+        writeln!(f)?;
+        write!(f, "{}", self.cameras)
     }
 }

@@ -218,9 +218,24 @@ impl Commands {
                     restart: true,
                 })
             }
+            "camera.controls" => {
+                let a: StreamArgs = args_as(args)?;
+                let h = self.stream(&a.stream)?;
+                let controls = h.controls().await.map_err(handle_error)?;
+                done(json!({"stream": a.stream, "controls": controls}))
+            }
+            "camera.set" => {
+                let a: ControlArgs = args_as(args)?;
+                let h = self.stream(&a.stream)?;
+                if a.controls.is_empty() {
+                    return Err(err(Code::InvalidArgument, "controls is empty"));
+                }
+                let applied = h.set_controls(a.controls).await.map_err(handle_error)?;
+                done(json!({"stream": a.stream, "controls": applied}))
+            }
             _ => Err(err(
-                Code::Unavailable,
-                format!("{name} needs a V4L2 camera source"),
+                Code::UnknownCommand,
+                format!("unknown command {name:?}"),
             )),
         }
     }
@@ -293,6 +308,13 @@ struct Empty {}
 #[serde(deny_unknown_fields)]
 struct StreamArgs {
     stream: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ControlArgs {
+    stream: String,
+    controls: std::collections::BTreeMap<String, Value>,
 }
 
 #[derive(Deserialize)]

@@ -30,6 +30,7 @@ pub fn info(
     board: &BoardInfo,
     gstreamer: &str,
     encoders: &[EncoderReport],
+    cameras: &crate::camera::ProbeReport,
 ) -> Vec<u8> {
     let streams: Vec<Value> = config
         .streams
@@ -46,6 +47,7 @@ pub fn info(
             "board_model": board.board_model,
             "gstreamer": gstreamer,
             "encoders": encoders,
+            "cameras": cameras,
             "streams": streams,
         }),
         SystemTime::now(),

@@ -47,6 +47,7 @@ struct InfoData {
     board: BoardInfo,
     gstreamer: String,
     encoders: Vec<EncoderReport>,
+    cameras: crate::camera::ProbeReport,
 }
 
 /// Connection state and what was last published.
@@ -101,6 +102,9 @@ impl Service {
             board: board_info(Path::new("/")),
             gstreamer: crate::pipeline::gstreamer_version(),
             encoders: self.selector.report().await,
+            cameras: tokio::task::spawn_blocking(crate::camera::probe_report)
+                .await
+                .unwrap_or_default(),
         });
         let mut sampler = HealthSampler::new("/", self.daemon.config().state_dir());
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
@@ -303,7 +307,13 @@ impl Session {
         {
             self.send_raw(
                 &self.topics.info(),
-                payloads::info(&config, &info.board, &info.gstreamer, &info.encoders),
+                payloads::info(
+                    &config,
+                    &info.board,
+                    &info.gstreamer,
+                    &info.encoders,
+                    &info.cameras,
+                ),
                 true,
                 QoS::AtLeastOnce,
             );
@@ -461,6 +471,7 @@ async fn worker(
                 &info.board,
                 &info.gstreamer,
                 &info.encoders,
+                &info.cameras,
             ))
             .unwrap_or(Value::Null)
         };

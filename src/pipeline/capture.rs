@@ -19,11 +19,25 @@ use crate::encoder::{self, ENCODER_NAME, EncoderSpec};
 /// What to capture.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaptureParams {
-    /// `"test"`, `"test:<pattern>"` or a V4L2 device path.
+    /// `"test"`, `"test:<pattern>"`, `"auto"` or a V4L2 device path.
     pub source: String,
     pub width: u32,
     pub height: u32,
     pub framerate: u32,
+    /// For a camera: the device and the format chosen for it.
+    pub camera: Option<CameraSource>,
+}
+
+/// A V4L2 camera as the pipeline opens it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CameraSource {
+    pub device: std::path::PathBuf,
+    /// Caps on v4l2src's output (`video/x-raw,…`, `image/jpeg,…` or `video/x-h264,…`).
+    pub caps: String,
+    /// The camera sends MJPEG: decode before encoding.
+    pub jpeg: bool,
+    /// The camera sends H.264: publish it as it is, no encoder.
+    pub passthrough: bool,
 }
 
 /// A built capture pipeline.
@@ -52,30 +66,42 @@ impl Capture {
     ) -> Result<Capture, PipelineError> {
         let pipeline = gst::Pipeline::with_name("capture");
         pipeline.use_clock(Some(&gst::SystemClock::obtain()));
-        let source = if let Some(pattern) = crate::config::test_pattern(&params.source) {
-            gst::ElementFactory::make("videotestsrc")
-                .property("is-live", true)
-                .property_from_str("pattern", pattern)
-                .build()
-                .map_err(|_| PipelineError::Element("videotestsrc"))?
-        } else {
-            gst::ElementFactory::make("v4l2src")
-                .property("device", &params.source)
-                .build()
-                .map_err(|_| PipelineError::Element("v4l2src"))?
+        let (source, source_caps) = match &params.camera {
+            Some(camera) => (
+                gst::ElementFactory::make("v4l2src")
+                    .property("device", camera.device.to_string_lossy().as_ref())
+                    .build()
+                    .map_err(|_| PipelineError::Element("v4l2src"))?,
+                camera.caps.clone(),
+            ),
+            None => (
+                gst::ElementFactory::make("videotestsrc")
+                    .property("is-live", true)
+                    .property_from_str(
+                        "pattern",
+                        crate::config::test_pattern(&params.source).unwrap_or("ball"),
+                    )
+                    .build()
+                    .map_err(|_| PipelineError::Element("videotestsrc"))?,
+                format!(
+                    "video/x-raw,width={},height={},framerate={}/1",
+                    params.width, params.height, params.framerate
+                ),
+            ),
         };
-        let raw = format!(
-            "video/x-raw,width={},height={},framerate={}/1",
-            params.width, params.height, params.framerate
-        );
-        let input = encoder::capsfilter(&spec.input_caps)?;
-        let mut chain = vec![
-            source.clone(),
-            encoder::capsfilter(&raw)?,
-            make("videoconvert")?,
-            input.clone(),
-        ];
-        chain.extend(encoder::make_elements(spec)?);
+        let mut chain = vec![source.clone(), encoder::capsfilter(&source_caps)?];
+        let passthrough = params.camera.as_ref().is_some_and(|c| c.passthrough);
+        let input = if passthrough {
+            None
+        } else {
+            if params.camera.as_ref().is_some_and(|c| c.jpeg) {
+                chain.push(make("jpegdec")?);
+            }
+            let input = encoder::capsfilter(&spec.input_caps)?;
+            chain.extend([make("videoconvert")?, input.clone()]);
+            chain.extend(encoder::make_elements(spec)?);
+            Some(input)
+        };
         let parse = make("h264parse")?;
         parse.set_property("config-interval", -1i32);
         chain.push(parse);
@@ -110,7 +136,7 @@ impl Capture {
             });
         }
         let snapshots = Arc::new(Snapshots::default());
-        let raw_pad = input.static_pad("src");
+        let raw_pad = input.and_then(|i| i.static_pad("src"));
         if let Some(pad) = &raw_pad {
             let snapshots = snapshots.clone();
             pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {

@@ -13,7 +13,7 @@ pub mod timestamps;
 use gstreamer as gst;
 
 pub use bus::{BusEvent, bus_events};
-pub use capture::{Capture, CaptureParams, SNAPSHOT_WAIT, encode_jpeg};
+pub use capture::{CameraSource, Capture, CaptureParams, SNAPSHOT_WAIT, encode_jpeg};
 pub use counters::{Counters, LatencySummary, RateMeter};
 pub use feed::{Feed, FeedSlot};
 pub use output::{Output, OutputParams};

@@ -3,6 +3,7 @@
 //! camera is gone a slate keeps the session fed, and a vanished device node is waited
 //! for with inotify rather than retried blindly.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,8 +17,20 @@ use tracing::{info, warn};
 use super::backoff::Backoff;
 use super::device_watch;
 use super::state::Reason;
-use crate::encoder::EncoderSpec;
-use crate::pipeline::{BusEvent, Capture, CaptureParams, Counters, FeedSlot, Slate, bus_events};
+use crate::camera::{self, Target};
+use crate::encoder::{EncoderKind, EncoderSpec};
+use crate::pipeline::{
+    BusEvent, CameraSource, Capture, CaptureParams, Counters, FeedSlot, Slate, bus_events,
+};
+
+/// The camera a capture pipeline opened, and how (for meta and controls).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraInUse {
+    pub device: PathBuf,
+    pub driver: String,
+    pub card: String,
+    pub choice: camera::Choice,
+}
 
 type Events = Pin<Box<dyn Stream<Item = BusEvent> + Send>>;
 
@@ -27,6 +40,10 @@ const FIRST_FRAME_GRACE: Duration = Duration::from_secs(10);
 pub(super) struct CaptureSide {
     id: String,
     params: CaptureParams,
+    /// V4L2 controls applied at every start.
+    controls: BTreeMap<String, serde_json::Value>,
+    /// The camera opened by the running (or last) pipeline.
+    pub camera: Option<CameraInUse>,
     spec: EncoderSpec,
     counters: Arc<Counters>,
     slot: Arc<FeedSlot>,
@@ -55,6 +72,7 @@ impl CaptureSide {
     pub fn new(
         id: String,
         params: CaptureParams,
+        controls: BTreeMap<String, serde_json::Value>,
         spec: EncoderSpec,
         counters: Arc<Counters>,
         slot: Arc<FeedSlot>,
@@ -62,6 +80,8 @@ impl CaptureSide {
         CaptureSide {
             id,
             params,
+            controls,
+            camera: None,
             spec,
             counters,
             slot,
@@ -135,7 +155,35 @@ impl CaptureSide {
         if let Some(slate) = self.slate.take() {
             let _ = tokio::task::spawn_blocking(move || slate.stop()).await;
         }
-        let params = self.params.clone();
+        let mut params = self.params.clone();
+        if crate::config::test_pattern(&params.source).is_none() {
+            let target = match self.spec.kind {
+                EncoderKind::Passthrough => Target::Passthrough,
+                k if k.is_hardware() => Target::Hardware,
+                _ => Target::Software,
+            };
+            let request = camera::Request {
+                width: params.width,
+                height: params.height,
+                fps: f64::from(params.framerate),
+                encoder: target,
+            };
+            let source = params.source.clone();
+            let opened = tokio::task::spawn_blocking(move || open_camera(&source, &request))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            if let Some(note) = &opened.choice.note {
+                warn!(stream = %self.id, device = %opened.device.display(), note = %note, "camera format");
+            }
+            params.camera = Some(CameraSource {
+                device: opened.device.clone(),
+                caps: camera::gst_caps(&opened.choice),
+                jpeg: opened.choice.decode == camera::Decode::Jpeg,
+                passthrough: opened.choice.passthrough,
+            });
+            self.camera = Some(opened);
+        }
         let spec = self.spec.clone();
         let counters = self.counters.clone();
         let slot = self.slot.clone();
@@ -152,6 +200,17 @@ impl CaptureSide {
         .await
         .map_err(|e| e.to_string())?;
         let (capture, events) = built.map_err(|e| e.to_string())?;
+        if let (Some(cam), false) = (&self.camera, self.controls.is_empty()) {
+            let (device, wanted) = (cam.device.clone(), self.controls.clone());
+            match tokio::task::spawn_blocking(move || camera::controls::set(&device, &wanted)).await
+            {
+                Ok(Ok(applied)) => info!(stream = %self.id, ?applied, "camera controls applied"),
+                Ok(Err(e)) => {
+                    warn!(stream = %self.id, error = %e, "configured camera controls not applied")
+                }
+                Err(e) => warn!(stream = %self.id, error = %e, "camera controls task failed"),
+            }
+        }
         info!(stream = %self.id, encoder = self.spec.kind.element(), "capture started");
         self.running = Some(Running {
             capture,
@@ -285,4 +344,21 @@ impl CaptureSide {
                 .since_last_encoded()
                 .is_some_and(|d| d < Duration::from_secs(1))
     }
+}
+
+/// Resolves the configured source to a device, probes it and chooses its format.
+/// Blocking.
+fn open_camera(
+    source: &str,
+    request: &camera::Request,
+) -> Result<CameraInUse, camera::CameraError> {
+    let device = camera::resolve(source)?;
+    let info = camera::probe(&device)?;
+    let choice = camera::choose(&info.formats, request)?;
+    Ok(CameraInUse {
+        device,
+        driver: info.driver,
+        card: info.card,
+        choice,
+    })
 }

@@ -4,8 +4,11 @@
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use std::collections::BTreeMap;
+
 use super::meta::StreamMeta;
 use super::state::Status;
+use crate::camera::ControlInfo;
 use crate::config::StreamConfig;
 use crate::pipeline::LatencySummary;
 
@@ -27,6 +30,13 @@ pub enum StreamCommand {
     Reconfigure(Box<StreamConfig>, Reply<Applied>),
     /// The next frame as JPEG.
     Snapshot(Reply<Vec<u8>>),
+    /// The camera's controls with their current values.
+    Controls(Reply<Vec<ControlInfo>>),
+    /// Validates all, then applies; replies with the values read back.
+    SetControls(
+        BTreeMap<String, serde_json::Value>,
+        Reply<BTreeMap<String, i64>>,
+    ),
 }
 
 /// How a change reached the running stream.
@@ -186,6 +196,17 @@ impl StreamHandle {
 
     pub async fn snapshot(&self) -> Result<Vec<u8>, HandleError> {
         self.ask(StreamCommand::Snapshot).await
+    }
+
+    pub async fn controls(&self) -> Result<Vec<ControlInfo>, HandleError> {
+        self.ask(StreamCommand::Controls).await
+    }
+
+    pub async fn set_controls(
+        &self,
+        values: BTreeMap<String, serde_json::Value>,
+    ) -> Result<BTreeMap<String, i64>, HandleError> {
+        self.ask(|tx| StreamCommand::SetControls(values, tx)).await
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> StreamCommand) -> Result<T, HandleError> {

@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use gstreamer as gst;
 use serde::Serialize;
 
+use super::capture_side::CameraInUse;
 use crate::config::StreamConfig;
 use crate::encoder::{Rejection, Selection};
 
@@ -35,10 +36,16 @@ pub struct EncoderMeta {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SourceMeta {
+    /// As configured (`test`, `auto`, a by-id path…).
     pub path: String,
+    /// The device node it resolved to.
+    pub device: Option<String>,
     pub driver: Option<String>,
     pub card: Option<String>,
+    /// What the source delivers (a V4L2 fourcc for cameras, a GStreamer format else).
     pub pixel_format: Option<String>,
+    /// Why the format differs from the request (nearest mode, MJPEG decode…).
+    pub note: Option<String>,
 }
 
 impl StreamMeta {
@@ -46,6 +53,7 @@ impl StreamMeta {
     pub fn new(
         config: &StreamConfig,
         selection: &Selection,
+        camera: Option<&CameraInUse>,
         encoded: Option<&gst::Caps>,
         raw: Option<&gst::Caps>,
         started: Option<SystemTime>,
@@ -58,9 +66,9 @@ impl StreamMeta {
             codec: "h264",
             profile: field(encoded, "profile"),
             level: field(encoded, "level"),
-            width: config.width,
-            height: config.height,
-            framerate: config.framerate,
+            width: camera.map_or(config.width, |c| c.choice.width),
+            height: camera.map_or(config.height, |c| c.choice.height),
+            framerate: camera.map_or(config.framerate, |c| c.choice.fps.round() as u32),
             bitrate_kbps: config.bitrate_kbps,
             keyframe_interval: config.keyframe_interval,
             encoder: EncoderMeta {
@@ -68,11 +76,23 @@ impl StreamMeta {
                 hardware: selection.hardware,
                 rejected: selection.rejected.clone(),
             },
-            source: SourceMeta {
-                path: config.source.clone(),
-                driver: config.test_pattern().map(|_| "videotestsrc".to_owned()),
-                card: None,
-                pixel_format: field(raw, "format"),
+            source: match camera {
+                Some(c) => SourceMeta {
+                    path: config.source.clone(),
+                    device: Some(c.device.display().to_string()),
+                    driver: Some(c.driver.clone()),
+                    card: Some(c.card.clone()),
+                    pixel_format: Some(c.choice.fourcc.clone()),
+                    note: c.choice.note.clone(),
+                },
+                None => SourceMeta {
+                    path: config.source.clone(),
+                    device: None,
+                    driver: config.test_pattern().map(|_| "videotestsrc".to_owned()),
+                    card: None,
+                    pixel_format: field(raw, "format"),
+                    note: None,
+                },
             },
             transport: config.transport.as_str(),
             started_at: started.map(|t| humantime::format_rfc3339_millis(t).to_string()),

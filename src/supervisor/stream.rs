@@ -15,6 +15,7 @@ use super::handle::{Applied, HandleError, StreamCommand, StreamHandle, StreamSta
 use super::meta::StreamMeta;
 use super::output_side::{OutputChange, OutputSide};
 use super::state::{Reason, State, Status, transition_event};
+use crate::camera;
 use crate::config::StreamConfig;
 use crate::encoder::{EncoderKind, EncoderParams, Selection, Selector};
 use crate::events::{Events, Kind, Level};
@@ -162,6 +163,7 @@ impl StreamSupervisor {
             capture: CaptureSide::new(
                 id.clone(),
                 capture_params(c),
+                c.controls.clone(),
                 spec,
                 self.counters.clone(),
                 slot.clone(),
@@ -328,6 +330,7 @@ impl StreamSupervisor {
             let meta = StreamMeta::new(
                 &self.config,
                 selection,
+                s.capture.camera.as_ref(),
                 encoded.as_ref(),
                 capture.raw_caps().as_ref(),
                 s.capture.started_at(),
@@ -427,6 +430,32 @@ impl StreamSupervisor {
             }
             StreamCommand::Stop(reply) => return Some(Exit::Stop(Some(reply))),
             StreamCommand::Restart(reply) => return Some(Exit::Restart(Some(reply))),
+            StreamCommand::Controls(reply) => match camera_device(sides.as_deref()) {
+                Some(device) => {
+                    tokio::spawn(async move {
+                        let r =
+                            tokio::task::spawn_blocking(move || camera::controls::list(&device))
+                                .await;
+                        let _ = reply.send(camera_result(r));
+                    });
+                }
+                None => {
+                    let _ = reply.send(Err(no_camera(&id)));
+                }
+            },
+            StreamCommand::SetControls(values, reply) => match camera_device(sides.as_deref()) {
+                Some(device) => {
+                    // Answered before the next command: controls apply in order.
+                    let r = tokio::task::spawn_blocking(move || {
+                        camera::controls::set(&device, &values)
+                    })
+                    .await;
+                    let _ = reply.send(camera_result(r));
+                }
+                None => {
+                    let _ = reply.send(Err(no_camera(&id)));
+                }
+            },
             StreamCommand::Snapshot(reply) => match sides.and_then(|s| s.capture.running()) {
                 Some(capture) => {
                     let frame = capture.next_frame();
@@ -520,5 +549,32 @@ fn capture_params(c: &StreamConfig) -> CaptureParams {
         width: c.width,
         height: c.height,
         framerate: c.framerate,
+        camera: None,
+    }
+}
+
+/// The camera device of a running capture, if the stream has one.
+fn camera_device(sides: Option<&Sides>) -> Option<std::path::PathBuf> {
+    let s = sides?;
+    s.capture.running()?;
+    s.capture.camera.as_ref().map(|c| c.device.clone())
+}
+
+fn no_camera(id: &str) -> HandleError {
+    HandleError::Unsupported(format!("stream {id} has no V4L2 camera capturing"))
+}
+
+/// Maps a camera operation's outcome onto the handle's errors.
+fn camera_result<T>(
+    r: Result<Result<T, camera::CameraError>, tokio::task::JoinError>,
+) -> Result<T, HandleError> {
+    match r {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(match e.class() {
+            camera::ErrorClass::InvalidArgument => HandleError::InvalidArgument(e.to_string()),
+            camera::ErrorClass::Unavailable => HandleError::Unsupported(e.to_string()),
+            camera::ErrorClass::Internal => HandleError::Failed(e.to_string()),
+        }),
+        Err(e) => Err(HandleError::Failed(e.to_string())),
     }
 }
