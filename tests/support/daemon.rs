@@ -15,6 +15,8 @@ pub struct Daemon {
     dir: tempfile::TempDir,
     notes: mpsc::Receiver<String>,
     seen: Vec<String>,
+    /// The extra environment given to `start`, kept for `restart`.
+    env: Vec<(String, String)>,
 }
 
 /// Writes `config` and returns (dir, path).
@@ -41,7 +43,7 @@ pub fn run_to_end(args: &[&str]) -> (ExitStatus, String, String) {
 impl Daemon {
     /// Starts `edgecam run` with `config`. Extra environment (e.g. WATCHDOG_USEC) in `env`.
     pub fn start(config: &str, env: &[(&str, &str)]) -> Daemon {
-        let (dir, path) = write_config(config);
+        let (dir, _) = write_config(config);
         let socket_path = dir.path().join("notify.sock");
         let socket = UnixDatagram::bind(&socket_path).expect("bind notify socket");
         let (tx, notes) = mpsc::channel();
@@ -56,26 +58,39 @@ impl Daemon {
             }
         });
         let log = std::fs::File::create(dir.path().join("edgecam.log")).expect("log file");
-        // Like systemd, name the daemon's own pid in WATCHDOG_PID: exec keeps the shell's pid.
-        let child = Command::new("sh")
-            .args(["-c", "export WATCHDOG_PID=$$; exec \"$0\" \"$@\""])
-            .arg(env!("CARGO_BIN_EXE_edgecam"))
-            .args(["run", "--config"])
-            .arg(&path)
-            .env("NOTIFY_SOCKET", &socket_path)
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn edgecam");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let child = spawn(dir.path(), &env, log);
         Daemon {
             child,
             dir,
             notes,
             seen: Vec::new(),
+            env,
         }
+    }
+
+    /// The configuration file the daemon runs with (`config.set` rewrites it).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("edgecam.toml")
+    }
+
+    /// Stops the daemon (SIGTERM, killed if it is not gone within 5 s) and starts it
+    /// again with the same configuration file, directory, notify socket and environment.
+    /// The log is appended to; notifications of the previous run are forgotten.
+    pub fn restart(&mut self) {
+        if self.terminate(Duration::from_secs(5)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        self.clear_notes();
+        let log = std::fs::File::options()
+            .append(true)
+            .open(self.dir.path().join("edgecam.log"))
+            .expect("log file");
+        self.child = spawn(self.dir.path(), &self.env, log);
     }
 
     pub fn pid(&self) -> Pid {
@@ -120,6 +135,22 @@ impl Daemon {
         std::fs::read_to_string(self.dir.path().join("edgecam.log")).unwrap_or_default()
     }
 
+    /// Polls the log until `pred` holds for it; returns the log then, or `None` after
+    /// `timeout`.
+    pub fn wait_log(&self, pred: impl Fn(&str) -> bool, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log();
+            if pred(&log) {
+                return Some(log);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -156,6 +187,25 @@ impl Drop for Daemon {
             eprintln!("--- edgecam log ---\n{}", self.log());
         }
     }
+}
+
+/// Runs `edgecam run --config DIR/edgecam.toml` notifying to `DIR/notify.sock`, its
+/// stderr going to `log`.
+fn spawn(dir: &Path, env: &[(String, String)], log: std::fs::File) -> Child {
+    // Like systemd, name the daemon's own pid in WATCHDOG_PID: exec keeps the shell's pid.
+    Command::new("sh")
+        .args(["-c", "export WATCHDOG_PID=$$; exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_edgecam"))
+        .args(["run", "--config"])
+        .arg(dir.join("edgecam.toml"))
+        .env("NOTIFY_SOCKET", dir.join("notify.sock"))
+        .env("RUST_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn edgecam")
 }
 
 /// A one-stream config publishing the test pattern to `upstreams`.
