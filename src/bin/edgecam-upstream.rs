@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use edgecam::pipeline::h264::contains_idr;
 use gst::glib;
 use gstreamer as gst;
 use gstreamer_app as gst_app;
@@ -331,18 +332,6 @@ fn stats_of(id: u64, s: &Session) -> Stats<'_> {
     }
 }
 
-/// NAL unit types of an Annex B byte stream, in order.
-fn nal_types(data: &[u8]) -> impl Iterator<Item = u8> + '_ {
-    data.windows(4)
-        .filter(|w| w[0] == 0 && w[1] == 0 && w[2] == 1)
-        .map(|w| w[3] & 0x1f)
-}
-
-/// Whether an access unit holds an IDR slice (NAL type 5).
-fn contains_idr(data: &[u8]) -> bool {
-    nal_types(data).any(|t| t == 5)
-}
-
 fn client_key(client: &rtsp::RTSPClient) -> usize {
     client.as_ptr() as usize
 }
@@ -530,27 +519,5 @@ fn main() -> ExitCode {
             eprintln!("edgecam-upstream: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_idr_behind_parameter_sets() {
-        let au = [
-            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 0, 1, 0x68, 3, 0, 0, 1, 0x65, 9, 9,
-        ];
-        assert_eq!(nal_types(&au).collect::<Vec<_>>(), vec![7, 8, 5]);
-        assert!(contains_idr(&au));
-    }
-
-    #[test]
-    fn non_idr_slice_is_not_a_keyframe() {
-        assert!(!contains_idr(&[
-            0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1, 0x41, 0x9a
-        ]));
-        assert!(!contains_idr(&[]));
     }
 }

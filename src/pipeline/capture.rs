@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::feed::{FeedSlot, Pushed};
+use super::h264::contains_idr;
 use super::{Counters, PipelineError, add_and_link, make};
 use crate::encoder::{self, ENCODER_NAME, EncoderSpec};
 
@@ -156,7 +157,8 @@ impl Capture {
                     let Some(buffer) = sample.buffer_owned() else {
                         return Ok(gst::FlowSuccess::Ok);
                     };
-                    let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+                    let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT)
+                        && buffer.map_readable().is_ok_and(|m| contains_idr(&m));
                     counters.on_encoded(buffer.size(), keyframe);
                     let base = s.base_time().unwrap_or(gst::ClockTime::ZERO);
                     if slot.hand_over(&sample, &buffer, base) == Some(Pushed::Overflow) {

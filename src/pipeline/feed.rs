@@ -11,6 +11,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use super::counters::Counters;
+use super::h264::contains_idr;
 use super::timestamps::Rebaser;
 
 /// Frames queued in the output beyond this are dropped until the next keyframe.
@@ -65,9 +66,12 @@ impl Feed {
         let Ok(mut st) = self.state.lock() else {
             return Pushed::Skipped;
         };
-        let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
         if st.waiting_for_keyframe {
-            if !keyframe {
+            // A session must start at an IDR; an encoder may flag non-IDR I-frames as
+            // keyframes too, so look at the NAL units.
+            let idr = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT)
+                && buffer.map_readable().is_ok_and(|m| contains_idr(&m));
+            if !idr {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
                 return Pushed::Skipped;
             }

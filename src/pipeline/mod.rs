@@ -5,6 +5,7 @@ mod bus;
 mod capture;
 pub mod counters;
 mod feed;
+pub mod h264;
 mod output;
 mod slate;
 mod slate_image;
