@@ -3,7 +3,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all deps build demo test unit bench lint fmt clean
+.PHONY: all deps build demo test unit bench lint fmt clean arm-test vm-test vm-smoke package-test deb
 
 all: build
 
@@ -29,6 +29,35 @@ unit:
 # CPU and peak RSS of edgecam vs gst-launch-1.0 on the same pipeline, and resume times.
 bench: build
 	python3 scripts/bench.py
+
+# Boots Debian's kernel under qemu (software emulation) with the vivid V4L2 test driver and
+# runs a guest script against its /dev/video0; fetches kernel, qemu and busybox into
+# .cache/vm on first use. VM_TEST picks the guest script, VM_TIMEOUT bounds the run.
+VM_TEST ?= tests/vm/smoke.sh
+VM_TIMEOUT ?= 300
+# edgecam against the real vivid V4L2 driver in a VM (software emulation).
+vm-test: deps
+	bash scripts/vm/test.sh
+
+# The VM harness alone: VM_TEST=tests/vm/smoke.sh (default) checks vivid without edgecam.
+vm-smoke: deps
+	bash scripts/vm/fetch.sh
+	bash scripts/vm/build-initramfs.sh
+	bash scripts/vm/run.sh $(VM_TEST) $(VM_TIMEOUT)
+
+# aarch64 (Pi / Jetson): bullseye arm64 sysroot, cross build, unit tests and a stream under
+# qemu-user, glibc floor, Cross.toml/Dockerfile check. Installs what it needs. See scripts/arm/.
+arm-test:
+	bash scripts/arm/all.sh
+
+# Packaging checks: the systemd unit (verify + security exposure <= 2.5), the amd64 .deb
+# (lintian, throwaway-root install, check-config), the Yocto crate list. Timed per step.
+package-test: deps
+	bash scripts/package/all.sh
+
+# The .deb packages in target/debian/: amd64 here, arm64 from scripts/arm/build.sh's binary.
+deb: deps
+	bash scripts/package/deb.sh --all
 
 lint:
 	$(CARGO) clippy --all-targets -- -D warnings

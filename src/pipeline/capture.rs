@@ -113,6 +113,7 @@ impl Capture {
             .sync(false)
             .max_buffers(30)
             .drop(true)
+            .enable_last_sample(false)
             .build();
         chain.push(appsink.clone().upcast());
         add_and_link(&pipeline, &chain)?;
@@ -149,7 +150,8 @@ impl Capture {
                 gst::PadProbeReturn::Ok
             });
         }
-        let sink = appsink.clone();
+        // The callback gets the appsink as `s`: capturing a clone of it here would make a
+        // reference cycle that keeps the pipeline (and the camera's buffers) alive.
         appsink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |s| {
@@ -163,7 +165,7 @@ impl Capture {
                     let base = s.base_time().unwrap_or(gst::ClockTime::ZERO);
                     if slot.hand_over(&sample, &buffer, base) == Some(Pushed::Overflow) {
                         debug!("output not draining; dropping until the next keyframe");
-                        request_keyframe(&sink);
+                        request_keyframe(s);
                     }
                     Ok(gst::FlowSuccess::Ok)
                 })

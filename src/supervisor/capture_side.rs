@@ -230,6 +230,9 @@ impl CaptureSide {
             self.last_caps = Some(caps);
         }
         self.stop(Duration::from_secs(2)).await;
+        if let Some(cam) = &self.camera {
+            super::device_release::release(&cam.device);
+        }
         self.restarts += 1;
         self.failure = Some(reason);
         self.start_slate().await;

@@ -3,6 +3,7 @@
 
 mod backoff;
 mod capture_side;
+mod device_release;
 mod device_watch;
 mod handle;
 mod meta;
