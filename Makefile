@@ -17,11 +17,13 @@ build: deps
 demo: build
 	bash scripts/demo.sh
 
-# Everything CI runs: formatting, lints, unit and integration tests.
+# Everything CI runs: formatting, lints, unit and integration tests, and the V4L2 tests
+# against vivid in a VM.
 test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) test --locked --all-targets
+	bash scripts/vm/test.sh
 
 unit:
 	$(CARGO) test --locked --lib
