@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -315,30 +314,12 @@ fn keyframe_forces_an_idr_now_and_snapshot_is_a_jpeg_of_the_stream() {
     assert!(!jpeg.retain);
     let file = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(file.path(), &jpeg.payload).expect("write snapshot");
-    let probe = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name,width,height",
-            "-of",
-            "json",
-        ])
-        .arg(file.path())
-        .output()
-        .expect("run ffprobe");
-    assert!(
-        probe.status.success(),
-        "{}",
-        String::from_utf8_lossy(&probe.stderr)
-    );
-    let info: Value = serde_json::from_slice(&probe.stdout).expect("ffprobe json");
-    let s = &info["streams"][0];
-    assert_eq!(s["codec_name"], "mjpeg", "{info}");
+    let s = support::media::probe(file.path());
+    assert_eq!(s["codec_name"], "mjpeg", "{s}");
     assert_eq!(
         (s["width"].as_u64(), s["height"].as_u64()),
         (Some(320), Some(240)),
-        "{info}"
+        "{s}"
     );
 }
 

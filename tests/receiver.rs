@@ -101,32 +101,9 @@ fn is_event(v: &Value, event: &str, session: &Value) -> bool {
 
 /// ffprobe's width, height and decoded frame count of an H.264 elementary stream.
 fn probe(file: &Path) -> (u64, u64, u64) {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-        .args([
-            "-show_entries",
-            "stream=width,height,nb_read_frames",
-            "-of",
-            "json",
-        ])
-        .arg(file)
-        .output()
-        .expect("run ffprobe");
-    assert!(
-        out.status.success(),
-        "ffprobe failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: Value = serde_json::from_slice(&out.stdout).expect("ffprobe JSON");
-    let stream = &json["streams"][0];
-    let frames = stream["nb_read_frames"]
-        .as_str()
-        .and_then(|n| n.parse().ok());
-    (
-        stream["width"].as_u64().unwrap_or(0),
-        stream["height"].as_u64().unwrap_or(0),
-        frames.unwrap_or(0),
-    )
+    let s = support::media::probe(file);
+    let n = |k: &str| s[k].as_u64().unwrap_or(0);
+    (n("width"), n("height"), n("frames"))
 }
 
 #[test]

@@ -2,7 +2,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -59,37 +58,13 @@ fn delivers_the_configured_stream_and_it_decodes() {
         .expect("session did not end");
     let file = end["file"].as_str().expect("recorded file").to_owned();
 
-    let probe = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=codec_name,width,height,nb_read_frames",
-            "-of",
-            "json",
-            &file,
-        ])
-        .output()
-        .expect("run ffprobe");
-    assert!(
-        probe.status.success(),
-        "{}",
-        String::from_utf8_lossy(&probe.stderr)
-    );
-    let info: Value = serde_json::from_slice(&probe.stdout).expect("ffprobe json");
-    let s = &info["streams"][0];
+    let s = support::media::probe(std::path::Path::new(&file));
     assert_eq!(s["codec_name"], "h264");
     assert_eq!(
         (s["width"].as_u64(), s["height"].as_u64()),
         (Some(640), Some(360))
     );
-    let decoded: u64 = s["nb_read_frames"]
-        .as_str()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
+    let decoded = s["frames"].as_u64().unwrap_or(0);
     assert!(
         decoded as f64 >= 0.95 * expected,
         "ffprobe decoded {decoded} frames"

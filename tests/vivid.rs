@@ -275,29 +275,8 @@ fn a_vivid_stream_survives_drops_errors_disconnect_and_a_module_reload() {
         .wait_for(|v| v["event"] == "session_end", Duration::from_secs(5))
         .expect("end");
     let file = end["file"].as_str().expect("recorded").to_owned();
-    let probe = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=width,height,nb_read_frames",
-            "-of",
-            "json",
-            &file,
-        ])
-        .output()
-        .expect("ffprobe");
-    let info: Value = serde_json::from_slice(&probe.stdout).expect("ffprobe json");
-    assert!(
-        info["streams"][0]["nb_read_frames"]
-            .as_str()
-            .and_then(|n| n.parse::<u64>().ok())
-            > Some(100),
-        "{info}"
-    );
+    let s = support::media::probe(std::path::Path::new(&file));
+    assert!(s["frames"].as_u64() > Some(100), "{s}");
 }
 
 #[test]

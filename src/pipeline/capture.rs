@@ -14,7 +14,7 @@ use tracing::debug;
 
 use super::feed::{FeedSlot, Pushed};
 use super::h264::contains_idr;
-use super::{Counters, PipelineError, add_and_link, make};
+use super::{Counters, PipelineError, add_and_link, encoded_tail, make};
 use crate::encoder::{self, ENCODER_NAME, EncoderSpec};
 
 /// What to capture.
@@ -103,12 +103,7 @@ impl Capture {
             chain.extend(encoder::make_elements(spec)?);
             Some(input)
         };
-        let parse = make("h264parse")?;
-        parse.set_property("config-interval", -1i32);
-        chain.push(parse);
-        chain.push(encoder::capsfilter(
-            "video/x-h264,stream-format=byte-stream,alignment=au",
-        )?);
+        chain.extend(encoded_tail()?);
         let appsink = gst_app::AppSink::builder()
             .sync(false)
             .max_buffers(30)

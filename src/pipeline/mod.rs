@@ -52,6 +52,18 @@ fn make(factory: &'static str) -> Result<gst::Element, PipelineError> {
         .map_err(|_| PipelineError::Element(factory))
 }
 
+/// `h264parse` (SPS/PPS before every IDR) and caps for byte-stream access units: what
+/// every encoded stream ends with before its appsink.
+fn encoded_tail() -> Result<[gst::Element; 2], PipelineError> {
+    use gst::prelude::*;
+    let parse = make("h264parse")?;
+    parse.set_property("config-interval", -1i32);
+    Ok([
+        parse,
+        crate::encoder::capsfilter("video/x-h264,stream-format=byte-stream,alignment=au")?,
+    ])
+}
+
 fn add_and_link(pipeline: &gst::Pipeline, chain: &[gst::Element]) -> Result<(), PipelineError> {
     use gst::prelude::*;
     pipeline

@@ -11,7 +11,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use super::feed::FeedSlot;
-use super::{PipelineError, add_and_link, make, slate_image};
+use super::{PipelineError, add_and_link, encoded_tail, slate_image};
 use crate::encoder::{self, EncoderKind, EncoderParams};
 
 /// Slate frames per second.
@@ -59,12 +59,7 @@ impl Slate {
             .build();
         let mut chain = vec![appsrc.clone().upcast()];
         chain.extend(encoder::make_elements(&spec)?);
-        let parse = make("h264parse")?;
-        parse.set_property("config-interval", -1i32);
-        chain.push(parse);
-        chain.push(encoder::capsfilter(
-            "video/x-h264,stream-format=byte-stream,alignment=au",
-        )?);
+        chain.extend(encoded_tail()?);
         chain.push(appsink.clone().upcast());
         add_and_link(&pipeline, &chain)?;
         appsink.set_callbacks(

@@ -4,6 +4,7 @@
 
 pub mod broker;
 pub mod daemon;
+pub mod media;
 pub mod mqtt;
 pub mod receiver;
 pub mod tls;
