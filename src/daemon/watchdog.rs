@@ -1,5 +1,8 @@
 //! Decides whether the daemon deserves a WATCHDOG=1: every supervisor answers, and every
-//! stream that should be capturing produced a frame within the watchdog interval.
+//! capture pipeline that should be producing did produce a frame within the watchdog
+//! interval. A stream whose camera is lost has no capture pipeline: its supervisor is
+//! handling it (slate, waiting for the device), so it does not hold the watchdog back;
+//! a restart by systemd would only drop the publish session the slate keeps alive.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -41,7 +44,10 @@ impl Watchdog {
             if stats.frames_encoded > progress.0 {
                 *progress = (stats.frames_encoded, Instant::now());
             }
-            let expected = !matches!(stats.state, State::Failed | State::Stopped);
+            let expected = !matches!(
+                stats.state,
+                State::Failed | State::Stopped | State::CameraLost
+            );
             if !expected {
                 progress.1 = Instant::now();
             } else if progress.1.elapsed() > self.interval {

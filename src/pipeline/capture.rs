@@ -174,14 +174,16 @@ impl Capture {
         })
     }
 
-    /// The next raw frame (with its caps), as it enters the encoder.
-    pub fn next_frame(&self) -> oneshot::Receiver<gst::Sample> {
+    /// The next raw frame (with its caps), as it enters the encoder; `None` when the
+    /// pipeline has no raw frames (H.264 passthrough).
+    pub fn next_frame(&self) -> Option<oneshot::Receiver<gst::Sample>> {
+        self.raw_pad.as_ref()?;
         let (tx, rx) = oneshot::channel();
         if let Ok(mut waiters) = self.snapshots.waiters.lock() {
             waiters.push(tx);
             self.snapshots.armed.store(true, Ordering::Relaxed);
         }
-        rx
+        Some(rx)
     }
 
     /// Sets the encoder's bitrate while playing. Returns false when the encoder does not

@@ -151,10 +151,6 @@ impl CaptureSide {
     }
 
     async fn start(&mut self) -> Result<(), String> {
-        // The slate gives way before the camera's first frame reaches the output.
-        if let Some(slate) = self.slate.take() {
-            let _ = tokio::task::spawn_blocking(move || slate.stop()).await;
-        }
         let mut params = self.params.clone();
         if crate::config::test_pattern(&params.source).is_none() {
             let target = match self.spec.kind {
@@ -183,6 +179,10 @@ impl CaptureSide {
                 passthrough: opened.choice.passthrough,
             });
             self.camera = Some(opened);
+        }
+        // The camera opened: the slate gives way before its first frame reaches the output.
+        if let Some(slate) = self.slate.take() {
+            let _ = tokio::task::spawn_blocking(move || slate.stop()).await;
         }
         let spec = self.spec.clone();
         let counters = self.counters.clone();

@@ -458,7 +458,12 @@ impl StreamSupervisor {
             },
             StreamCommand::Snapshot(reply) => match sides.and_then(|s| s.capture.running()) {
                 Some(capture) => {
-                    let frame = capture.next_frame();
+                    let Some(frame) = capture.next_frame() else {
+                        let _ = reply.send(Err(HandleError::Unsupported(
+                            "a passthrough stream has no raw frames to snapshot".into(),
+                        )));
+                        return None;
+                    };
                     tokio::spawn(async move {
                         let result =
                             match tokio::time::timeout(pipeline::SNAPSHOT_WAIT, frame).await {
