@@ -17,13 +17,14 @@ build: deps
 demo: build
 	bash scripts/demo.sh
 
-# Everything CI runs: formatting, lints, unit and integration tests, and the V4L2 tests
-# against vivid in a VM.
+# Everything CI runs: formatting, lints, unit and integration tests, the V4L2 tests
+# against vivid in a VM, and the aarch64 build with its tests under qemu.
 test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) test --locked --all-targets
 	bash scripts/vm/test.sh
+	bash scripts/arm/all.sh
 
 unit:
 	$(CARGO) test --locked --lib
