@@ -18,13 +18,15 @@ demo: build
 	bash scripts/demo.sh
 
 # Everything CI runs: formatting, lints, unit and integration tests, the V4L2 tests
-# against vivid in a VM, and the aarch64 build with its tests under qemu.
+# against vivid in a VM, the aarch64 build with its tests under qemu, and the packaging
+# checks (systemd unit, .deb with lintian, Yocto crates list).
 test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) test --locked --all-targets
 	bash scripts/vm/test.sh
 	bash scripts/arm/all.sh
+	bash scripts/package/all.sh
 
 unit:
 	$(CARGO) test --locked --lib
