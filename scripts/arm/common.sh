@@ -17,22 +17,9 @@ ARM_PACKAGES_FILE="$ARM_ROOT/cross/arm64-packages.txt"
 ARM_PROFILE_DIR="$ARM_ROOT/target/$ARM_TARGET/release"
 ARM_GLIBC_MAX="${ARM_GLIBC_MAX:-2.31}"
 
-# Runs a command as root (sudo when not root already).
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
-}
-
-# Installs the Debian packages given that are not installed yet (one apt-get update first).
-apt_install_missing() {
-  local missing=() p
-  for p in "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  echo "installing: ${missing[*]}"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-}
+# as_root, apt_install_missing
+# shellcheck source=scripts/lib/apt.sh
+source "$ARM_ROOT/scripts/lib/apt.sh"
 
 # The package names in cross/arm64-packages.txt, comments and blank lines dropped.
 arm_packages() {

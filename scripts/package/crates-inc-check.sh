@@ -9,7 +9,7 @@ cd "$PKG_ROOT"
 
 RECIPE_DIR=yocto/meta-edgecam/recipes-multimedia/edgecam
 INC="$RECIPE_DIR/edgecam-crates.inc"
-command -v python3 >/dev/null || pkg_apt_install python3
+command -v python3 >/dev/null || apt_install_missing python3
 python3 -c 'import tomllib' 2>/dev/null || { echo "FAIL: python3 >= 3.11 (tomllib) needed" >&2; exit 1; }
 
 fail=0

@@ -10,7 +10,7 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 cd "$PKG_ROOT"
 
-pkg_apt_install lintian dpkg-dev
+apt_install_missing lintian dpkg-dev
 bash scripts/package/deb.sh
 version="$(cargo metadata --no-deps --format-version 1 --offline 2>/dev/null \
   | python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"]=="edgecam"))')"

@@ -38,7 +38,7 @@ done
 [ $native -eq 1 ] || [ $arm64 -eq 1 ] || native=1
 
 # dpkg-shlibdeps (for $auto) is in dpkg-dev.
-pkg_apt_install dpkg-dev
+apt_install_missing dpkg-dev
 if ! cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
   echo "installing cargo-deb $CARGO_DEB_VERSION (about 2.5 min on 2 cores)"
   cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked
@@ -72,7 +72,7 @@ if [ $arm64 -eq 1 ]; then
   fi
   # Symbols are stripped with the cross binutils (the host's strip does not know aarch64);
   # cargo-deb reads the tool from STRIP_<debian triple>, a name env can set but export cannot.
-  pkg_apt_install binutils-aarch64-linux-gnu
+  apt_install_missing binutils-aarch64-linux-gnu
   env "STRIP_aarch64-linux-gnu=aarch64-linux-gnu-strip" "OBJCOPY_aarch64-linux-gnu=aarch64-linux-gnu-objcopy" \
     cargo deb --no-build --target "$ARM64" --variant arm64 --output target/debian/ 2>&1 | tee "$log" >&2
   built+=("$(tail -n1 "$log")")

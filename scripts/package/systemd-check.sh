@@ -13,7 +13,7 @@ EXPOSURE_MAX="${EXPOSURE_MAX:-2.5}"
 UNIT=systemd/edgecam.service
 DROPINS=(systemd/jetson.conf systemd/config-set.conf)
 
-command -v systemd-analyze >/dev/null || pkg_apt_install systemd
+command -v systemd-analyze >/dev/null || apt_install_missing systemd
 grep -q '^ExecStart=/usr/bin/edgecam ' "$UNIT" || { echo "FAIL: $UNIT: ExecStart is not /usr/bin/edgecam" >&2; exit 1; }
 bin="$(pkg_native_binary)"
 bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
