@@ -38,11 +38,13 @@ mount -t devtmpfs devtmpfs /dev
 say "init at uptime $(uptime_s)"
 
 CMD=
+REPO=
 VIVID_OPTS=
 # shellcheck disable=SC2013 # the command line is split into words on purpose
 for arg in $(cat /proc/cmdline); do
   case $arg in
     edgecam.cmd=*) CMD=${arg#edgecam.cmd=} ;;
+    edgecam.repo=*) REPO=${arg#edgecam.repo=} ;;
     vivid.*=*) VIVID_OPTS="$VIVID_OPTS ${arg#vivid.}" ;;
   esac
 done
@@ -74,6 +76,12 @@ mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts $R/dev/pts
 mount -t tmpfs -o mode=1777 tmpfs $R/dev/shm
 mount -t tmpfs -o mode=755 tmpfs $R/run
 mount -t tmpfs -o mode=1777 tmpfs $R/tmp
+# The repo again, on its own share: it may sit under a path the guest mounts over (/tmp).
+if [ -n "$REPO" ]; then
+  mkdir -p "$R$REPO"
+  mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose repo "$R$REPO" ||
+    fatal "cannot mount the repo (9p tag repo) at $REPO"
+fi
 mkdir -p $R/out
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 out $R/out || fatal "cannot mount /out (9p tag out)"
 KVER=$(uname -r)

@@ -28,8 +28,13 @@ GUEST=$(realpath "$1")
 TIMEOUT=${2:-300}
 [ -f "$GUEST" ] || die "no guest script $1"
 case $GUEST in *[[:space:]]*) die "the guest script path must not contain spaces: $GUEST" ;; esac
-# The guest mounts its own /tmp, /run, /proc, /sys and /dev over the host's.
-case $GUEST in /tmp/* | /run/* | /proc/* | /sys/* | /dev/*) die "$GUEST is hidden in the guest: put it elsewhere" ;; esac
+# The guest mounts its own /tmp, /run, /proc, /sys and /dev over the host's; the repo is
+# shared on its own (it may live under /tmp, as a CI clone can), so scripts in it are seen.
+case $GUEST in
+  "$REPO"/*) ;;
+  /tmp/* | /run/* | /proc/* | /sys/* | /dev/*) die "$GUEST is hidden in the guest: put it elsewhere" ;;
+esac
+case $REPO in *[[:space:]]*) die "the repo path must not contain spaces: $REPO" ;; esac
 case $TIMEOUT in '' | *[!0-9]*) die "TIMEOUT_S must be whole seconds, not $TIMEOUT" ;; esac
 
 bash "$VM_DIR/fetch.sh"
@@ -67,7 +72,7 @@ q() { local s=${1//\'/\'\\\'\'}; printf "'%s'" "$s"; }
   done < <(compgen -e | grep -E '^(EDGECAM_|VM_GUEST_|RUST_LOG$|RUST_BACKTRACE$|GST_DEBUG)' || true)
 } > "$OUT/env"
 
-CMDLINE="console=ttyS0 quiet panic=-1 edgecam.cmd=$GUEST"
+CMDLINE="console=ttyS0 quiet panic=-1 edgecam.cmd=$GUEST edgecam.repo=$REPO"
 for o in $VIVID_OPTS; do CMDLINE="$CMDLINE vivid.$o"; done
 CMDLINE="$CMDLINE ${VM_APPEND:-}"
 
@@ -79,6 +84,8 @@ QEMU_ARGS=(
   -kernel "$KERNEL" -initrd "$VM_INITRAMFS" -append "$CMDLINE"
   -fsdev "local,id=hostroot,path=/,readonly=on,security_model=none,multidevs=remap"
   -device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot
+  -fsdev "local,id=repo,path=$REPO,readonly=on,security_model=none,multidevs=remap"
+  -device virtio-9p-pci,fsdev=repo,mount_tag=repo
   -fsdev "local,id=out,path=$OUT,security_model=none,multidevs=remap"
   -device virtio-9p-pci,fsdev=out,mount_tag=out
 )
