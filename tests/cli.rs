@@ -7,19 +7,8 @@ use std::time::Duration;
 use serde_json::Value;
 use support::daemon::{Daemon, run_to_end, stream_config, write_config};
 
-const GOOD: &str = r#"device_id = "bench-01"
-[[stream]]
-id = "cam0"
-source = "test"
-width = 1280
-height = 720
-framerate = 30
-encoder = "auto"
-bitrate_kbps = 2000
-keyframe_interval = 30
-upstream = ["rtsp://127.0.0.1:8554/bench-01/cam0"]
-transport = "tcp"
-"#;
+/// The configuration the README shows, key for key.
+const GOOD: &str = include_str!("fixtures/minimal.toml");
 
 fn check(config: &str) -> (Option<i32>, String) {
     let (_dir, path) = write_config(config);

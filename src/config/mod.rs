@@ -280,20 +280,8 @@ fn hostname_device_id() -> String {
 mod tests {
     use super::*;
 
-    const EXAMPLE: &str = r#"
-device_id = "bench-01"
-[[stream]]
-id = "cam0"
-source = "test"
-width = 1280
-height = 720
-framerate = 30
-encoder = "auto"
-bitrate_kbps = 2000
-keyframe_interval = 30
-upstream = ["rtsp://127.0.0.1:8554/bench-01/cam0"]
-transport = "tcp"
-"#;
+    /// The configuration the README and the first issue show, key for key.
+    const EXAMPLE: &str = include_str!("../../tests/fixtures/minimal.toml");
 
     fn p() -> &'static Path {
         Path::new("test.toml")
