@@ -24,6 +24,8 @@ pub enum Kind {
     StreamStopped,
     UpstreamLost,
     UpstreamRestored,
+    /// Switched back to an earlier upstream of the list that is reachable again.
+    UpstreamFailback,
     CameraLost,
     CameraRestored,
     EncoderFallback,

@@ -1,8 +1,11 @@
 //! edgecam: captures camera frames, encodes H.264 through GStreamer, publishes to an
 //! upstream RTSP server and recovers by itself.
 
+pub mod backoff;
 pub mod camera;
+pub mod command;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod encoder;
 pub mod events;
@@ -10,7 +13,18 @@ pub mod health;
 pub mod logging;
 pub mod mqtt;
 pub mod pipeline;
+pub mod policy;
 pub mod probe;
 pub mod redact;
 pub mod supervisor;
 pub mod systemd;
+
+/// Cases per property test: `default`, or `PROPTEST_CASES` when set (`make fuzz` runs
+/// 100,000).
+#[cfg(test)]
+pub(crate) fn test_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

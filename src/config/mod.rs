@@ -9,14 +9,18 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use mqtt::{COMMANDS, HomeAssistantConfig, MqttConfig};
+pub use mqtt::{HomeAssistantConfig, MqttConfig};
 pub use validate::{is_valid_id, validate};
 
 /// Where `edgecam` looks for its configuration when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/edgecam/edgecam.toml";
+/// Bitrates a stream may be configured with or changed to, kbit/s.
+pub const BITRATE_KBPS: std::ops::RangeInclusive<u32> = 64..=50_000;
+/// Longest part of a configured value an error message quotes.
+const QUOTE_MAX: usize = 80;
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Names this box in topics and logs; the hostname when not set.
@@ -26,6 +30,9 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     /// MQTT reporting and commands; off when the section is absent.
     pub mqtt: Option<MqttConfig>,
+    /// Capture runs in a row that end without a frame, with the camera present, after
+    /// which the daemon stops answering systemd's watchdog so that it is restarted.
+    pub watchdog_capture_failures: u32,
     pub homeassistant: HomeAssistantConfig,
     /// One entry per camera, as `[[stream]]` tables.
     #[serde(rename = "stream")]
@@ -55,6 +62,9 @@ pub struct StreamConfig {
     pub stall_timeout_s: u32,
     /// Upper bound of the exponential backoff between output retries, seconds.
     pub reconnect_backoff_max_s: u32,
+    /// While streaming to a later upstream of the list, switch back to an earlier one
+    /// once it has been reachable this long, seconds; 0 never switches back.
+    pub failback_after_s: u32,
     /// V4L2 controls applied at every capture start, by name: `brightness = 10`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub controls: BTreeMap<String, serde_json::Value>,
@@ -98,7 +108,21 @@ impl Default for StreamConfig {
             transport: Transport::Tcp,
             stall_timeout_s: 5,
             reconnect_backoff_max_s: 30,
+            failback_after_s: 30,
             controls: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            device_id: None,
+            state_dir: None,
+            mqtt: None,
+            watchdog_capture_failures: 5,
+            homeassistant: HomeAssistantConfig::default(),
+            streams: Vec::new(),
         }
     }
 }
@@ -228,8 +252,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let key = e.path().to_string();
         // toml's message carries line, column and the offending line itself, which may
-        // hold a URL with credentials.
-        let message = crate::redact::redact(e.into_inner().to_string().trim()).replace('\n', " ");
+        // hold a URL with credentials, and may be of any length.
+        let message = cap_lines(&crate::redact::redact(e.into_inner().to_string().trim()));
         ConfigError::Parse {
             path: path.to_path_buf(),
             key: if key == "." {
@@ -240,6 +264,32 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             message,
         }
     })
+}
+
+/// `text` on one line, each of its lines cut to [`QUOTE_MAX`] characters.
+fn cap_lines(text: &str) -> String {
+    text.lines()
+        .map(|l| cut(l, QUOTE_MAX))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// At most `max` characters of `s`, with what was cut said.
+fn cut(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_owned(),
+        Some((at, _)) => format!("{}… ({} more bytes)", &s[..at], s.len() - at),
+    }
+}
+
+/// A configured value as an error message quotes it: in quotes, cut when long.
+pub fn quote(value: &str) -> String {
+    let quoted = format!("{value:?}");
+    if quoted.chars().count() <= QUOTE_MAX {
+        quoted
+    } else {
+        cut(&quoted, QUOTE_MAX)
+    }
 }
 
 /// Reads, parses, fills the hostname default and validates the file at `path`.
@@ -350,6 +400,22 @@ mod tests {
         assert_eq!(s.source, "test");
         assert_eq!(s.stall_timeout_s, 5);
         assert_eq!(s.reconnect_backoff_max_s, 30);
+    }
+
+    #[test]
+    fn long_values_are_not_quoted_whole() {
+        let text = EXAMPLE.replace(
+            "width = 1280",
+            &format!("width = \"{}\"", "w".repeat(100_000)),
+        );
+        let e = parse(&text, p()).expect_err("a string width");
+        let message = e.to_string();
+        assert!(message.len() < 1000, "{} bytes", message.len());
+        assert!(message.contains("stream[0].width"), "{message}");
+        assert!(message.contains("more bytes"), "{message}");
+        let q = quote(&"x".repeat(10_000));
+        assert!(q.len() < 200 && q.contains("more bytes"), "{q}");
+        assert_eq!(quote("cam0"), "\"cam0\"");
     }
 
     #[test]

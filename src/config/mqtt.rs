@@ -5,28 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::Invalid;
-
-/// Every command the daemon answers on `<prefix>/<device>/cmd/<name>`.
-pub const COMMANDS: [&str; 14] = [
-    "ping",
-    "info",
-    "config.get",
-    "config.set",
-    "stream.start",
-    "stream.stop",
-    "stream.restart",
-    "stream.switch",
-    "stream.bitrate",
-    "stream.keyframe",
-    "stream.snapshot",
-    "camera.controls",
-    "camera.set",
-    "daemon.restart",
-];
-
-/// Commands a wildcard does not grant: they must be listed by name.
-pub const EXPLICIT_ONLY: [&str; 1] = ["daemon.restart"];
+use super::{Invalid, quote};
+use crate::command::CommandName;
 
 /// The MQTT connection and what is published over it. Absent = MQTT off.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -47,6 +27,9 @@ pub struct MqttConfig {
     pub commands_allow: Vec<String>,
     /// Events kept while the broker is unreachable; the oldest are dropped beyond this.
     pub event_queue: usize,
+    /// Upper bound of the reconnection backoff, seconds (full jitter: each wait is
+    /// anywhere between 0 and the exponential delay, so a fleet spreads out).
+    pub reconnect_max_s: u32,
 }
 
 /// Home Assistant MQTT discovery.
@@ -71,6 +54,7 @@ impl Default for MqttConfig {
             key_file: None,
             commands_allow: vec!["*".into()],
             event_queue: 1000,
+            reconnect_max_s: 60,
         }
     }
 }
@@ -86,10 +70,10 @@ impl Default for HomeAssistantConfig {
 
 impl MqttConfig {
     /// Whether `command` may run under `commands_allow`.
-    pub fn allows(&self, command: &str) -> bool {
+    pub fn allows(&self, command: CommandName) -> bool {
         self.commands_allow
             .iter()
-            .any(|a| a == command || (a == "*" && !EXPLICIT_ONLY.contains(&command)))
+            .any(|a| a == command.as_str() || (a == "*" && !command.explicit_only()))
     }
 
     /// Host, port and whether TLS is on, from `url`.
@@ -108,8 +92,8 @@ impl MqttConfig {
             Invalid::new(
                 "mqtt.url",
                 format!(
-                    "{:?} is not a URL such as mqtt://127.0.0.1:1883",
-                    crate::redact::redact(&self.url)
+                    "{} is not a URL such as mqtt://127.0.0.1:1883",
+                    quote(&crate::redact::redact(&self.url))
                 ),
             )
         })?;
@@ -129,7 +113,10 @@ impl MqttConfig {
         if p.is_empty() || p.starts_with('/') || p.ends_with('/') || p.contains(['+', '#', '\0']) {
             return Err(Invalid::new(
                 "mqtt.topic_prefix",
-                format!("{p:?} must be a topic without wildcards or leading/trailing '/'"),
+                format!(
+                    "{} must be a topic without wildcards or leading/trailing '/'",
+                    quote(p)
+                ),
             ));
         }
         for (key, v) in [
@@ -139,6 +126,12 @@ impl MqttConfig {
             if !(1..=3600).contains(&v) {
                 return Err(Invalid::new(key, format!("{v} is out of range 1..=3600")));
             }
+        }
+        if !(1..=3600).contains(&self.reconnect_max_s) {
+            return Err(Invalid::new(
+                "mqtt.reconnect_max_s",
+                format!("{} is out of range 1..=3600", self.reconnect_max_s),
+            ));
         }
         if !(1..=100_000).contains(&self.event_queue) {
             return Err(Invalid::new(
@@ -158,10 +151,10 @@ impl MqttConfig {
             ));
         }
         for (i, c) in self.commands_allow.iter().enumerate() {
-            if c != "*" && !COMMANDS.contains(&c.as_str()) {
+            if c != "*" && CommandName::parse(c).is_none() {
                 return Err(Invalid::new(
                     format!("mqtt.commands_allow[{i}]"),
-                    format!("unknown command {c:?}"),
+                    format!("unknown command {}", quote(c)),
                 ));
             }
         }
@@ -175,7 +168,7 @@ impl HomeAssistantConfig {
         if p.is_empty() || p.contains(['+', '#', '\0']) || p.starts_with('/') || p.ends_with('/') {
             return Err(Invalid::new(
                 "homeassistant.discovery_prefix",
-                format!("{p:?} is not a valid topic prefix"),
+                format!("{} is not a valid topic prefix", quote(p)),
             ));
         }
         Ok(())
@@ -196,19 +189,19 @@ mod tests {
     #[test]
     fn wildcard_allows_all_but_restart() {
         let m = good();
-        assert!(m.allows("ping"));
-        assert!(m.allows("config.set"));
-        assert!(!m.allows("daemon.restart"));
+        assert!(m.allows(CommandName::Ping));
+        assert!(m.allows(CommandName::ConfigSet));
+        assert!(!m.allows(CommandName::DaemonRestart));
         let m = MqttConfig {
             commands_allow: vec!["*".into(), "daemon.restart".into()],
             ..good()
         };
-        assert!(m.allows("daemon.restart"));
+        assert!(m.allows(CommandName::DaemonRestart));
         let m = MqttConfig {
             commands_allow: vec!["ping".into()],
             ..good()
         };
-        assert!(!m.allows("info"));
+        assert!(!m.allows(CommandName::Info));
     }
 
     #[test]

@@ -82,6 +82,15 @@ pub fn apply(config: &Config, patch: &Value) -> Result<Config, Invalid> {
     Ok(new)
 }
 
+/// The stream ids a patch names under `stream` (to change, add or remove).
+pub fn named_streams(patch: &Value) -> Vec<String> {
+    patch
+        .get("stream")
+        .and_then(Value::as_object)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
 /// Streams by id, in file order.
 fn stream_map(doc: &Value) -> IndexMap<String, Value> {
     let mut map = IndexMap::new();

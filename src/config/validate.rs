@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use super::{Config, Invalid, StreamConfig};
+use super::{BITRATE_KBPS, Config, Invalid, StreamConfig, quote};
 
 /// True when `s` is 1..=`max` characters of `[A-Za-z0-9_-]`.
 pub fn is_valid_id(s: &str, max: usize) -> bool {
@@ -19,13 +19,19 @@ pub fn validate(config: &Config) -> Result<(), Invalid> {
     {
         return Err(Invalid::new(
             "device_id",
-            format!("{id:?} must be 1-64 characters of A-Z a-z 0-9 _ -"),
+            format!("{} must be 1-64 characters of A-Z a-z 0-9 _ -", quote(id)),
         ));
     }
     if let Some(mqtt) = &config.mqtt {
         mqtt.validate()?;
     }
     config.homeassistant.validate()?;
+    range(
+        "watchdog_capture_failures".into(),
+        config.watchdog_capture_failures,
+        1,
+        100,
+    )?;
     if config.homeassistant.enabled && config.mqtt.is_none() {
         return Err(Invalid::new(
             "homeassistant.enabled",
@@ -45,7 +51,7 @@ pub fn validate(config: &Config) -> Result<(), Invalid> {
         if !seen.insert(stream.id.as_str()) {
             return Err(Invalid::new(
                 key("id"),
-                format!("duplicate stream id {:?}", stream.id),
+                format!("duplicate stream id {}", quote(&stream.id)),
             ));
         }
     }
@@ -56,7 +62,10 @@ fn validate_stream(s: &StreamConfig, key: &dyn Fn(&str) -> String) -> Result<(),
     if !is_valid_id(&s.id, 32) {
         return Err(Invalid::new(
             key("id"),
-            format!("{:?} must be 1-32 characters of A-Z a-z 0-9 _ -", s.id),
+            format!(
+                "{} must be 1-32 characters of A-Z a-z 0-9 _ -",
+                quote(&s.id)
+            ),
         ));
     }
     match super::test_pattern(&s.source) {
@@ -64,7 +73,8 @@ fn validate_stream(s: &StreamConfig, key: &dyn Fn(&str) -> String) -> Result<(),
             return Err(Invalid::new(
                 key("source"),
                 format!(
-                    "unknown test pattern {p:?}; one of {}",
+                    "unknown test pattern {}; one of {}",
+                    quote(p),
                     super::TEST_PATTERNS.join(", ")
                 ),
             ));
@@ -73,8 +83,8 @@ fn validate_stream(s: &StreamConfig, key: &dyn Fn(&str) -> String) -> Result<(),
             return Err(Invalid::new(
                 key("source"),
                 format!(
-                    "{:?} must be \"test\", \"test:<pattern>\" or a device path such as /dev/video0",
-                    s.source
+                    "{} must be \"test\", \"test:<pattern>\" or a device path such as /dev/video0",
+                    quote(&s.source)
                 ),
             ));
         }
@@ -105,7 +115,12 @@ fn validate_stream(s: &StreamConfig, key: &dyn Fn(&str) -> String) -> Result<(),
             ));
         }
     }
-    range(key("bitrate_kbps"), s.bitrate_kbps, 64, 50_000)?;
+    range(
+        key("bitrate_kbps"),
+        s.bitrate_kbps,
+        *BITRATE_KBPS.start(),
+        *BITRATE_KBPS.end(),
+    )?;
     range(key("keyframe_interval"), s.keyframe_interval, 1, 3600)?;
     range(key("stall_timeout_s"), s.stall_timeout_s, 1, 300)?;
     range(
@@ -114,6 +129,7 @@ fn validate_stream(s: &StreamConfig, key: &dyn Fn(&str) -> String) -> Result<(),
         1,
         3600,
     )?;
+    range(key("failback_after_s"), s.failback_after_s, 0, 86_400)?;
     if s.upstream.is_empty() {
         return Err(Invalid::new(
             key("upstream"),
@@ -140,13 +156,13 @@ fn range(key: String, v: u32, min: u32, max: u32) -> Result<(), Invalid> {
 }
 
 fn check_rtsp_url(u: &str) -> Result<(), String> {
-    let safe = crate::redact::redact(u);
-    let url = url::Url::parse(u).map_err(|e| format!("{safe:?} is not a URL: {e}"))?;
+    let safe = quote(&crate::redact::redact(u));
+    let url = url::Url::parse(u).map_err(|e| format!("{safe} is not a URL: {e}"))?;
     if !matches!(url.scheme(), "rtsp" | "rtsps") {
-        return Err(format!("{safe:?} must start with rtsp:// or rtsps://"));
+        return Err(format!("{safe} must start with rtsp:// or rtsps://"));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{safe:?} has no host"));
+        return Err(format!("{safe} has no host"));
     }
     Ok(())
 }

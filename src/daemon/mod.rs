@@ -2,7 +2,6 @@
 //! notifications, the periodic summary, remote configuration changes, and a bounded
 //! drain on shutdown.
 
-mod handle;
 mod streams;
 mod watchdog;
 
@@ -17,9 +16,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-pub use handle::{ConfigChange, DaemonCommand, DaemonError, DaemonHandle};
-
 use crate::config::{self, Config};
+use crate::control::{ConfigChange, ConfigChangeStreams, DaemonCommand, DaemonError, DaemonHandle};
 use crate::encoder::Selector;
 use crate::events::{Events, Kind, Level};
 use crate::supervisor::StreamHandle;
@@ -33,12 +31,22 @@ const SUMMARY_EVERY: Duration = Duration::from_secs(30);
 const DRAIN_BUDGET: Duration = Duration::from_millis(1700);
 /// Exit status asking systemd (Restart=on-failure) to start the daemon again.
 pub const EXIT_RESTART: u8 = 75;
+/// Set (to anything): the `auto` encoder order starts with the test-only catalog
+/// entries (see `docs/testing.md`).
+pub const TEST_ENCODERS_ENV: &str = "EDGECAM_TEST_ENCODERS";
+/// Set to a stream id: that stream's supervisor stops answering once it streams (fault
+/// injection for tests, see `docs/testing.md`).
+pub const HANG_STREAM_ENV: &str = "EDGECAM_TEST_HANG_STREAM";
 
 /// Runs every configured stream (and MQTT) until `shutdown` is cancelled. Returns the
 /// process exit status.
 pub async fn run(config: Config, config_path: PathBuf, shutdown: CancellationToken) -> u8 {
     let notifier = Notifier::from_env();
-    let selector = Arc::new(Selector::default());
+    let selector = Arc::new(if std::env::var_os(TEST_ENCODERS_ENV).is_some() {
+        Selector::with_test_encoders()
+    } else {
+        Selector::default()
+    });
     let events = Events::default();
     let tracker = TaskTracker::new();
     let mut streams = Streams::new(
@@ -46,6 +54,8 @@ pub async fn run(config: Config, config_path: PathBuf, shutdown: CancellationTok
         events.clone(),
         tracker.clone(),
         shutdown.clone(),
+        config.watchdog_capture_failures,
+        std::env::var(HANG_STREAM_ENV).ok(),
     );
     for stream in config.streams.iter().cloned() {
         streams.spawn(stream);
@@ -54,8 +64,13 @@ pub async fn run(config: Config, config_path: PathBuf, shutdown: CancellationTok
     let (commands_tx, mut commands) = mpsc::channel(8);
     let daemon = DaemonHandle::new(commands_tx, streams.watch(), config_rx);
     if let Some(mqtt) = config.mqtt.clone() {
-        let service =
-            crate::mqtt::Service::new(mqtt, daemon.clone(), events.clone(), selector.clone());
+        let service = crate::mqtt::Service::new(
+            mqtt,
+            daemon.clone(),
+            events.clone(),
+            selector.clone(),
+            tracker.clone(),
+        );
         tracker.spawn(service.run(shutdown.clone()));
     }
     info!(device_id = %config.device_id(), streams = config.streams.len(), "edgecam running");
@@ -86,9 +101,12 @@ pub async fn run(config: Config, config_path: PathBuf, shutdown: CancellationTok
                     DaemonCommand::SetConfig(patch, reply) => {
                         let current = config_tx.borrow().clone();
                         let result = set_config(&current, &config_path, &patch, &mut streams).await;
-                        if let Ok((new, change)) = &result {
+                        if let Ok((new, change)) = &result
+                            && change.persisted
+                        {
                             config_tx.send_replace(Arc::new(new.clone()));
-                            events.raise(Level::Info, Kind::ConfigChanged, None, format!("configuration changed: {:?}", change.streams));
+                            let summary = serde_json::to_string(&change.streams).unwrap_or_default();
+                            events.raise(Level::Info, Kind::ConfigChanged, None, format!("configuration changed: {summary}"));
                         }
                         let _ = reply.send(result.map(|(_, c)| c));
                     }
@@ -104,7 +122,9 @@ pub async fn run(config: Config, config_path: PathBuf, shutdown: CancellationTok
                         notifier.watchdog();
                     }
                 }
-                _ = summary_tick.tick() => log_summary(&handles).await,
+                _ = summary_tick.tick() => {
+                    tracker.spawn(log_summary(handles.clone()));
+                }
             }
         }
     }
@@ -121,7 +141,8 @@ pub async fn run(config: Config, config_path: PathBuf, shutdown: CancellationTok
 }
 
 /// Validates, persists, then applies a patch. Nothing changes when validation or the
-/// write fails.
+/// write fails. Streams the patch does not name are left as they run; a patch that
+/// changes nothing writes nothing.
 async fn set_config(
     current: &Config,
     path: &std::path::Path,
@@ -129,8 +150,32 @@ async fn set_config(
     streams: &mut Streams,
 ) -> Result<(Config, ConfigChange), DaemonError> {
     let new = config::patch::apply(current, patch).map_err(DaemonError::Invalid)?;
-    config::patch::persist(&new, path).map_err(|e| DaemonError::Persist(e.to_string()))?;
-    let streams_result = streams.apply(current, &new).await;
+    let named = config::patch::named_streams(patch);
+    if new == *current && named.is_empty() {
+        let unchanged = current
+            .streams
+            .iter()
+            .map(|s| {
+                (
+                    s.id.clone(),
+                    crate::control::StreamChange::Applied(crate::supervisor::Applied::Unchanged),
+                )
+            })
+            .collect();
+        return Ok((
+            new,
+            ConfigChange {
+                persisted: false,
+                streams: ConfigChangeStreams(unchanged),
+                restart_required: Vec::new(),
+            },
+        ));
+    }
+    let persisted = new != *current;
+    if persisted {
+        config::patch::persist(&new, path).map_err(|e| DaemonError::Persist(e.to_string()))?;
+    }
+    let streams_result = streams.apply(current, &new, &named).await;
     let (a, b) = (serde_json::to_value(current), serde_json::to_value(&new));
     let restart_required = match (a, b) {
         (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) => {
@@ -149,7 +194,7 @@ async fn set_config(
     Ok((
         new,
         ConfigChange {
-            persisted: true,
+            persisted,
             streams: streams_result,
             restart_required,
         },
@@ -165,10 +210,13 @@ fn status_line(handles: &[StreamHandle]) -> String {
         .join("; ")
 }
 
-async fn log_summary(handles: &[StreamHandle]) {
-    for h in handles {
-        if let Ok(s) = h.stats().await {
-            s.log("summary");
+/// Logs each stream's summary line; a stream that does not answer in time is skipped.
+async fn log_summary(handles: Vec<StreamHandle>) {
+    let all = futures_util::future::join_all(handles.iter().map(|h| h.stats())).await;
+    for (h, stats) in handles.iter().zip(all) {
+        match stats {
+            Ok(s) => s.log("summary"),
+            Err(e) => warn!(stream = %h.id(), error = %e, "no summary"),
         }
     }
 }

@@ -10,15 +10,19 @@ use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use crate::config::{Config, StreamConfig};
+use crate::control::{ConfigChangeStreams, StreamChange};
 use crate::encoder::Selector;
 use crate::events::Events;
-use crate::supervisor::{Applied, StreamHandle, StreamSupervisor};
+use crate::supervisor::{Applied, StreamHandle, StreamSupervisor, Tuning};
 
 pub(super) struct Streams {
     selector: Arc<Selector>,
     events: Events,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    escalate_after: u32,
+    /// The stream whose supervisor is made to hang (fault injection for tests).
+    hang: Option<String>,
     running: Vec<(StreamHandle, CancellationToken)>,
     list: watch::Sender<Vec<StreamHandle>>,
 }
@@ -29,12 +33,16 @@ impl Streams {
         events: Events,
         tracker: TaskTracker,
         shutdown: CancellationToken,
+        escalate_after: u32,
+        hang: Option<String>,
     ) -> Self {
         Streams {
             selector,
             events,
             tracker,
             shutdown,
+            escalate_after,
+            hang,
             running: Vec::new(),
             list: watch::channel(Vec::new()).0,
         }
@@ -49,8 +57,17 @@ impl Streams {
     }
 
     pub fn spawn(&mut self, config: StreamConfig) {
-        let (supervisor, handle) =
-            StreamSupervisor::new(config, self.selector.clone(), self.events.clone());
+        let tuning = Tuning {
+            escalate_after: self.escalate_after,
+            hang: self.hang.as_deref() == Some(config.id.as_str()),
+        };
+        let (supervisor, handle) = StreamSupervisor::new(
+            config,
+            self.selector.clone(),
+            self.events.clone(),
+            self.tracker.clone(),
+            tuning,
+        );
         let token = self.shutdown.child_token();
         let id = handle.id().to_owned();
         let run_token = token.clone();
@@ -63,8 +80,14 @@ impl Streams {
         self.publish();
     }
 
-    /// Brings the running streams in line with `new`; returns what happened to each.
-    pub async fn apply(&mut self, old: &Config, new: &Config) -> BTreeMap<String, String> {
+    /// Brings the running streams in line with `new`; `named` are the streams the change
+    /// names (the others are left as they run). Returns what happened to each.
+    pub async fn apply(
+        &mut self,
+        old: &Config,
+        new: &Config,
+        named: &[String],
+    ) -> ConfigChangeStreams {
         let mut result = BTreeMap::new();
         let removed: Vec<String> = old
             .streams
@@ -77,19 +100,22 @@ impl Streams {
                 let (_, token) = self.running.remove(i);
                 token.cancel();
             }
-            result.insert(id, "stopped".to_owned());
+            result.insert(id, StreamChange::Stopped);
         }
         for stream in &new.streams {
-            // The supervisor compares with what it runs (a live stream.bitrate may differ
-            // from the file).
             let outcome = match (old.stream(&stream.id), self.find(&stream.id)) {
-                (Some(_), Some(handle)) => match handle.reconfigure(stream.clone()).await {
-                    Ok(applied) => applied_name(applied).to_owned(),
-                    Err(e) => format!("error: {e}"),
-                },
+                // The supervisor compares with what it runs (a live stream.bitrate may
+                // differ from the file).
+                (Some(_), Some(handle)) if named.contains(&stream.id) => {
+                    match handle.reconfigure(stream.clone()).await {
+                        Ok(applied) => StreamChange::Applied(applied),
+                        Err(e) => StreamChange::Error(format!("error: {e}")),
+                    }
+                }
+                (Some(_), Some(_)) => StreamChange::Applied(Applied::Unchanged),
                 _ => {
                     self.spawn(stream.clone());
-                    "started".to_owned()
+                    StreamChange::Started
                 }
             };
             result.insert(stream.id.clone(), outcome);
@@ -98,7 +124,7 @@ impl Streams {
         self.running
             .sort_by_key(|(h, _)| new.streams.iter().position(|s| s.id == h.id()));
         self.publish();
-        result
+        ConfigChangeStreams(result)
     }
 
     fn find(&self, id: &str) -> Option<StreamHandle> {
@@ -110,15 +136,5 @@ impl Streams {
 
     fn publish(&self) {
         self.list.send_replace(self.handles());
-    }
-}
-
-fn applied_name(a: Applied) -> &'static str {
-    match a {
-        Applied::Unchanged => "unchanged",
-        Applied::Live => "live",
-        Applied::Restarted => "restarted",
-        Applied::CaptureRestarted => "capture_restarted",
-        Applied::Stored => "stored",
     }
 }

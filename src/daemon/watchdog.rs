@@ -1,8 +1,12 @@
-//! Decides whether the daemon deserves a WATCHDOG=1: every supervisor answers, and every
-//! capture pipeline that should be producing did produce a frame within the watchdog
-//! interval. A stream whose camera is lost has no capture pipeline: its supervisor is
-//! handling it (slate, waiting for the device), so it does not hold the watchdog back;
-//! a restart by systemd would only drop the publish session the slate keeps alive.
+//! Decides whether the daemon deserves a WATCHDOG=1. In-process recovery comes first:
+//! a lost camera being waited for, an upstream being retried, a capture being restarted
+//! are the supervisors' business and do not hold the watchdog back. Pings are withheld,
+//! so that systemd restarts the daemon, when in-process recovery is not working:
+//! - a supervisor does not answer a statistics request within 500 ms;
+//! - a stream is escalated: its capture ended `watchdog_capture_failures` runs in a row
+//!   without a frame while its device is present;
+//! - a stream that should be producing (starting, streaming or reconnecting) encoded no
+//!   frame within the whole watchdog interval.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -10,6 +14,9 @@ use std::time::{Duration, Instant};
 use tracing::warn;
 
 use crate::supervisor::{State, StreamHandle};
+
+/// How long a supervisor may take to answer before it counts as stuck.
+const ANSWER_WITHIN: Duration = Duration::from_millis(500);
 
 pub(super) struct Watchdog {
     interval: Duration,
@@ -26,21 +33,34 @@ impl Watchdog {
     }
 
     pub async fn healthy(&mut self, handles: &[StreamHandle]) -> bool {
-        let mut healthy = true;
         self.progress
             .retain(|id, _| handles.iter().any(|h| h.id() == id));
-        for h in handles {
+        let answers = futures_util::future::join_all(
+            handles
+                .iter()
+                .map(|h| tokio::time::timeout(ANSWER_WITHIN, h.stats())),
+        )
+        .await;
+        let mut healthy = true;
+        for (h, answer) in handles.iter().zip(answers) {
             // A stream seen for the first time gets one interval of grace.
             let progress = self
                 .progress
                 .entry(h.id().to_owned())
                 .or_insert((0, Instant::now()));
-            let answer = tokio::time::timeout(Duration::from_millis(500), h.stats()).await;
             let Ok(Ok(stats)) = answer else {
                 warn!(stream = %h.id(), "supervisor does not answer; withholding watchdog");
                 healthy = false;
                 continue;
             };
+            if stats.escalated {
+                warn!(
+                    stream = %h.id(),
+                    failed_runs = stats.capture_failed_runs,
+                    "capture keeps failing with the camera present; withholding watchdog"
+                );
+                healthy = false;
+            }
             if stats.frames_encoded > progress.0 {
                 *progress = (stats.frames_encoded, Instant::now());
             }

@@ -23,7 +23,18 @@ pub enum EncoderKind {
     Openh264,
     /// No encoder: the camera delivers H.264 itself.
     Passthrough,
+    /// For tests only: software x264 behind a size limit of 320x240, presented as a
+    /// hardware encoder (like a SoC encoder that passes a small trial and cannot encode
+    /// the configured size).
+    TestSmall,
+    /// For tests only: software x264 whose chain raises an error after 45 frames,
+    /// presented as a hardware encoder (one that passes its trial and fails at run time).
+    TestFlaky,
 }
+
+/// Catalog entries that only tests put first in the `auto` order
+/// ([`crate::encoder::Selector::with_test_encoders`]).
+pub const TEST_ORDER: [EncoderKind; 2] = [EncoderKind::TestSmall, EncoderKind::TestFlaky];
 
 /// The order `encoder = "auto"` tries encoders in: hardware first.
 pub const AUTO_ORDER: [EncoderKind; 6] = [
@@ -66,11 +77,33 @@ pub struct EncoderSpec {
 
 /// The name given to the encoder element in every pipeline.
 pub const ENCODER_NAME: &str = "encoder";
+/// Names of the other elements of an encoder chain start with this.
+pub const CHAIN_PREFIX: &str = "encoder-";
 
 impl EncoderKind {
-    /// The GStreamer factory name of the encoder element proper.
+    /// The name the encoder is reported under: its GStreamer factory, or the name of a
+    /// test entry.
     pub fn element(self) -> &'static str {
         match self {
+            EncoderKind::TestSmall => "edgecam-test-small",
+            EncoderKind::TestFlaky => "edgecam-test-flaky",
+            other => other.factory(),
+        }
+    }
+
+    /// The catalog entry reported as `element`.
+    pub fn from_element(element: &str) -> Option<EncoderKind> {
+        AUTO_ORDER
+            .into_iter()
+            .chain(TEST_ORDER)
+            .chain([EncoderKind::Passthrough])
+            .find(|k| k.element() == element)
+    }
+
+    /// The GStreamer factory name of the encoder element proper.
+    pub fn factory(self) -> &'static str {
+        match self {
+            EncoderKind::TestSmall | EncoderKind::TestFlaky => "x264enc",
             EncoderKind::V4l2 => "v4l2h264enc",
             EncoderKind::Nvv4l2 => "nvv4l2h264enc",
             EncoderKind::Va => "vah264enc",
@@ -81,6 +114,7 @@ impl EncoderKind {
         }
     }
 
+    /// Test entries count as hardware: they stand in for SoC encoders.
     pub fn is_hardware(self) -> bool {
         !matches!(
             self,
@@ -101,15 +135,23 @@ impl EncoderKind {
         }
     }
 
+    /// Whether an element name of a pipeline belongs to an encoder chain (errors it
+    /// posts are blamed on the encoder).
+    pub fn is_chain_element(name: &str) -> bool {
+        name == ENCODER_NAME || name.starts_with(CHAIN_PREFIX)
+    }
+
     /// The property (name, value) that sets the bitrate on the encoder element.
     pub fn bitrate_property(self, params: &EncoderParams) -> (&'static str, String) {
         let kbps = params.bitrate_kbps;
         match self {
             EncoderKind::V4l2 => ("extra-controls", v4l2_controls(params)),
             EncoderKind::Nvv4l2 | EncoderKind::Openh264 => ("bitrate", (kbps * 1000).to_string()),
-            EncoderKind::Va | EncoderKind::Vaapi | EncoderKind::X264 => {
-                ("bitrate", kbps.to_string())
-            }
+            EncoderKind::Va
+            | EncoderKind::Vaapi
+            | EncoderKind::X264
+            | EncoderKind::TestSmall
+            | EncoderKind::TestFlaky => ("bitrate", kbps.to_string()),
             // The camera's own bitrate control is not reachable through GStreamer here.
             EncoderKind::Passthrough => ("", String::new()),
         }
@@ -122,9 +164,16 @@ impl EncoderKind {
         let encoder = |mut properties: Vec<(&'static str, String)>| {
             properties.insert(0, bitrate.clone());
             ElementSpec {
-                factory: self.element(),
+                factory: self.factory(),
                 properties,
             }
+        };
+        let x264 = |gop: String| {
+            encoder(vec![
+                ("tune", "zerolatency".into()),
+                ("speed-preset", "superfast".into()),
+                ("key-int-max", gop),
+            ])
         };
         let nv12 = "video/x-raw,format=NV12".to_string();
         let i420 = "video/x-raw,format=I420".to_string();
@@ -182,11 +231,34 @@ impl EncoderKind {
             EncoderKind::X264 => EncoderSpec {
                 kind: self,
                 input_caps: i420,
-                elements: vec![encoder(vec![
-                    ("tune", "zerolatency".into()),
-                    ("speed-preset", "superfast".into()),
-                    ("key-int-max", gop),
-                ])],
+                elements: vec![x264(gop)],
+                output_caps: None,
+            },
+            EncoderKind::TestSmall => EncoderSpec {
+                kind: self,
+                input_caps: i420,
+                elements: vec![
+                    ElementSpec {
+                        factory: "capsfilter",
+                        properties: vec![(
+                            "caps",
+                            "video/x-raw,width=(int)[16,320],height=(int)[16,240]".into(),
+                        )],
+                    },
+                    x264(gop),
+                ],
+                output_caps: None,
+            },
+            EncoderKind::TestFlaky => EncoderSpec {
+                kind: self,
+                input_caps: i420,
+                elements: vec![
+                    ElementSpec {
+                        factory: "identity",
+                        properties: vec![("error-after", "45".into())],
+                    },
+                    x264(gop),
+                ],
                 output_caps: None,
             },
             EncoderKind::Passthrough => EncoderSpec {
@@ -351,10 +423,16 @@ mod tests {
 
     #[test]
     fn every_entry_names_its_encoder() {
-        for kind in AUTO_ORDER {
+        for kind in AUTO_ORDER.into_iter().chain(TEST_ORDER) {
             let s = kind.spec(&P720);
-            assert_eq!(s.elements.last().map(|e| e.factory), Some(kind.element()));
+            assert_eq!(s.elements.last().map(|e| e.factory), Some(kind.factory()));
+            assert_eq!(EncoderKind::from_element(kind.element()), Some(kind));
         }
+        assert!(EncoderKind::TestFlaky.is_hardware());
+        assert_eq!(EncoderKind::from_element("nonesuch"), None);
+        assert!(EncoderKind::is_chain_element("encoder"));
+        assert!(EncoderKind::is_chain_element("encoder-0"));
+        assert!(!EncoderKind::is_chain_element("videotestsrc0"));
     }
 
     #[test]

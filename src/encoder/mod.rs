@@ -61,31 +61,72 @@ pub struct EncoderReport {
     pub rejected_because: Option<String>,
 }
 
-/// Runs trial encodes at most once per encoder and remembers the outcome.
+/// Frame size and rate of a trial: an encoder's outcome is remembered per size and rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct TrialAt {
+    kind: EncoderKind,
+    width: u32,
+    height: u32,
+    framerate: u32,
+}
+
+/// The size and rate `edgecam probe` and `info` report trials at.
+pub const REPORT_PARAMS: EncoderParams = EncoderParams {
+    width: 320,
+    height: 240,
+    framerate: 30,
+    bitrate_kbps: 500,
+    keyframe_interval: 10,
+};
+
+/// Runs trial encodes at most once per encoder, size and rate, and remembers the outcome.
 #[derive(Default)]
 pub struct Selector {
-    outcomes: tokio::sync::Mutex<HashMap<EncoderKind, Result<(), EncoderError>>>,
+    outcomes: tokio::sync::Mutex<HashMap<TrialAt, Result<(), EncoderError>>>,
+    /// Put the test-only catalog entries first in the `auto` order.
+    test_encoders: bool,
 }
 
 impl Selector {
-    /// Walks the candidates for `choice` and returns the first that passes its trial.
-    pub async fn select(&self, choice: EncoderChoice) -> Result<Selection, EncoderError> {
-        let mut outcomes = self.outcomes.lock().await;
+    /// A selector whose `auto` order starts with the test-only entries
+    /// ([`catalog::TEST_ORDER`]).
+    pub fn with_test_encoders() -> Self {
+        Selector {
+            test_encoders: true,
+            ..Selector::default()
+        }
+    }
+
+    /// The catalog entries `choice` may use, in the order they are tried.
+    pub fn candidates(&self, choice: EncoderChoice) -> Vec<EncoderKind> {
+        let test = (self.test_encoders && choice == EncoderChoice::Auto)
+            .then_some(catalog::TEST_ORDER)
+            .into_iter()
+            .flatten();
+        test.chain(EncoderKind::candidates(choice).iter().copied())
+            .collect()
+    }
+
+    /// Walks the candidates for `choice`, leaving out `excluded`, and returns the first
+    /// that passes its trial at the stream's own size and rate.
+    pub async fn select(
+        &self,
+        choice: EncoderChoice,
+        params: &EncoderParams,
+        excluded: &[EncoderKind],
+    ) -> Result<Selection, EncoderError> {
         let mut rejected = Vec::new();
-        for &kind in EncoderKind::candidates(choice) {
-            let outcome = match outcomes.get(&kind) {
-                Some(o) => o.clone(),
-                None => {
-                    let o = run_trial(kind).await;
-                    outcomes.insert(kind, o.clone());
-                    o
-                }
-            };
-            match outcome {
+        for kind in self.candidates(choice) {
+            if excluded.contains(&kind) {
+                continue;
+            }
+            match self.outcome(kind, params).await {
                 Ok(()) => {
                     info!(
                         encoder = kind.element(),
                         hardware = kind.is_hardware(),
+                        width = params.width,
+                        height = params.height,
                         "encoder chosen"
                     );
                     return Ok(Selection {
@@ -116,36 +157,44 @@ impl Selector {
         })
     }
 
-    /// Trials every catalog entry (what `edgecam probe` shows).
+    /// Trials every catalog entry at [`REPORT_PARAMS`] (what `edgecam probe` shows).
     pub async fn report(&self) -> Vec<EncoderReport> {
         let mut out = Vec::new();
-        for kind in catalog::AUTO_ORDER {
-            let outcome = {
-                let mut outcomes = self.outcomes.lock().await;
-                match outcomes.get(&kind) {
-                    Some(o) => o.clone(),
-                    None => {
-                        let o = run_trial(kind).await;
-                        outcomes.insert(kind, o.clone());
-                        o
-                    }
-                }
-            };
+        for kind in self.candidates(EncoderChoice::Auto) {
+            let outcome = self.outcome(kind, &REPORT_PARAMS).await;
             out.push(EncoderReport {
                 kind,
                 element: kind.element(),
                 hardware: kind.is_hardware(),
-                present: gst::ElementFactory::find(kind.element()).is_some(),
+                present: gst::ElementFactory::find(kind.factory()).is_some(),
                 trial_passed: outcome.is_ok(),
                 rejected_because: outcome.err().map(|e| e.to_string()),
             });
         }
         out
     }
+
+    /// The remembered outcome of `kind` at this size and rate, trialling it first if
+    /// needed. Trials run one at a time.
+    async fn outcome(&self, kind: EncoderKind, params: &EncoderParams) -> Result<(), EncoderError> {
+        let key = TrialAt {
+            kind,
+            width: params.width,
+            height: params.height,
+            framerate: params.framerate,
+        };
+        let mut outcomes = self.outcomes.lock().await;
+        if let Some(o) = outcomes.get(&key) {
+            return o.clone();
+        }
+        let o = run_trial(kind, *params).await;
+        outcomes.insert(key, o.clone());
+        o
+    }
 }
 
 /// Runs one trial off the async runtime, bounded by [`TRIAL_TIMEOUT`].
-async fn run_trial(kind: EncoderKind) -> Result<(), EncoderError> {
+async fn run_trial(kind: EncoderKind, params: EncoderParams) -> Result<(), EncoderError> {
     if kind == EncoderKind::Passthrough {
         return Ok(());
     }
@@ -153,9 +202,9 @@ async fn run_trial(kind: EncoderKind) -> Result<(), EncoderError> {
     // A plain thread, not spawn_blocking: a hung driver must not pin a runtime worker
     // or keep the runtime from shutting down.
     std::thread::Builder::new()
-        .name(format!("trial-{}", kind.element()))
+        .name(format!("trial-{}", kind.factory()))
         .spawn(move || {
-            let _ = tx.send(trial::trial_encode(kind, TRIAL_TIMEOUT));
+            let _ = tx.send(trial::trial_encode(kind, &params, TRIAL_TIMEOUT));
         })
         .map_err(|e| EncoderError::TrialFailed(format!("cannot start trial thread: {e}")))?;
     match tokio::time::timeout(TRIAL_TIMEOUT + Duration::from_secs(1), rx).await {
@@ -169,10 +218,12 @@ async fn run_trial(kind: EncoderKind) -> Result<(), EncoderError> {
 pub fn make_elements(spec: &EncoderSpec) -> Result<Vec<gst::Element>, EncoderError> {
     let mut elements = Vec::with_capacity(spec.elements.len() + 1);
     for (i, e) in spec.elements.iter().enumerate() {
-        let mut builder = gst::ElementFactory::make(e.factory);
-        if i + 1 == spec.elements.len() {
-            builder = builder.name(ENCODER_NAME);
-        }
+        let name = if i + 1 == spec.elements.len() {
+            ENCODER_NAME.to_owned()
+        } else {
+            format!("{}{i}", catalog::CHAIN_PREFIX)
+        };
+        let builder = gst::ElementFactory::make(e.factory).name(name);
         let element = builder
             .build()
             .map_err(|_| EncoderError::Missing(e.factory))?;
@@ -188,7 +239,9 @@ pub fn make_elements(spec: &EncoderSpec) -> Result<Vec<gst::Element>, EncoderErr
         elements.push(element);
     }
     if let Some(caps) = &spec.output_caps {
-        elements.push(capsfilter(caps)?);
+        let filter = capsfilter(caps)?;
+        filter.set_property("name", format!("{}caps", catalog::CHAIN_PREFIX));
+        elements.push(filter);
     }
     Ok(elements)
 }

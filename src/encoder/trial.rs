@@ -13,18 +13,16 @@ use super::{EncoderError, EncoderKind, EncoderParams, capsfilter, make_elements}
 const TRIAL_FRAMES: u32 = 10;
 
 /// Blocks up to `timeout`; call it from a thread of its own.
-pub(super) fn trial_encode(kind: EncoderKind, timeout: Duration) -> Result<(), EncoderError> {
-    if gst::ElementFactory::find(kind.element()).is_none() {
-        return Err(EncoderError::Missing(kind.element()));
+/// Encodes a few frames at `params`' size and rate.
+pub(super) fn trial_encode(
+    kind: EncoderKind,
+    params: &EncoderParams,
+    timeout: Duration,
+) -> Result<(), EncoderError> {
+    if gst::ElementFactory::find(kind.factory()).is_none() {
+        return Err(EncoderError::Missing(kind.factory()));
     }
-    let params = EncoderParams {
-        width: 320,
-        height: 240,
-        framerate: 30,
-        bitrate_kbps: 500,
-        keyframe_interval: 10,
-    };
-    let spec = kind.spec(&params);
+    let spec = kind.spec(params);
     let pipeline = gst::Pipeline::new();
     let source = gst::ElementFactory::make("videotestsrc")
         .property("num-buffers", TRIAL_FRAMES as i32)
@@ -32,7 +30,10 @@ pub(super) fn trial_encode(kind: EncoderKind, timeout: Duration) -> Result<(), E
         .map_err(|_| EncoderError::Missing("videotestsrc"))?;
     let mut chain = vec![
         source,
-        capsfilter("video/x-raw,width=320,height=240,framerate=30/1")?,
+        capsfilter(&format!(
+            "video/x-raw,width={},height={},framerate={}/1",
+            params.width, params.height, params.framerate
+        ))?,
         make("videoconvert")?,
         capsfilter(&spec.input_caps)?,
     ];

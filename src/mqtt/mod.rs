@@ -2,15 +2,20 @@
 //! events, remote commands and Home Assistant discovery. Talks to streams only through
 //! their handles and to the daemon through its handle.
 
-mod commands;
+mod execute;
 mod homeassistant;
+pub mod intake;
+mod lanes;
 mod options;
+mod outbox;
 mod payloads;
+mod publisher;
+mod reconnect;
 mod service;
 mod topics;
 
-pub use commands::{Code, MAX_PAYLOAD};
 pub use homeassistant::discovery;
+pub use intake::{Code, MAX_PAYLOAD};
 pub use service::Service;
 pub use topics::Topics;
 

@@ -50,6 +50,11 @@ impl Topics {
         format!("{}/cmd/{name}/reply", self.base)
     }
 
+    /// Where requests on a `cmd/` topic whose name cannot be a command are answered.
+    pub fn invalid_reply(&self) -> String {
+        format!("{}/cmd/_invalid/reply", self.base)
+    }
+
     /// The command name of a topic under `cmd/`, if it is one.
     pub fn command_name<'a>(&self, topic: &'a str) -> Option<&'a str> {
         let name = topic.strip_prefix(&self.base)?.strip_prefix("/cmd/")?;

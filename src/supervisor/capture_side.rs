@@ -1,27 +1,29 @@
-//! Supervision of a stream's capture+encode pipeline: start, stall detection, restarts
-//! with their own backoff. Restarting it leaves the output session alone: while the
-//! camera is gone a slate keeps the session fed, and a vanished device node is waited
-//! for with inotify rather than retried blindly.
+//! The capture side's I/O: opening the camera and starting the capture+encode pipeline,
+//! stopping a failed one, the "camera offline" slate, and waiting for a vanished device
+//! node. Every slow step runs as a future the supervisor polls next to everything else,
+//! so its loop keeps answering while a camera opens or a pipeline stops. What to do and
+//! when is decided by [`CapturePolicy`].
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use futures_util::{Stream, StreamExt};
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use gstreamer as gst;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::backoff::Backoff;
 use super::device_watch;
-use super::state::Reason;
+use super::error::StartError;
+use super::{Events, next_bus, next_of};
 use crate::camera::{self, Target};
 use crate::encoder::{EncoderKind, EncoderSpec};
 use crate::pipeline::{
     BusEvent, CameraSource, Capture, CaptureParams, Counters, FeedSlot, Slate, bus_events,
 };
+use crate::policy::{CapturePolicy, Frames, Origin, Reason};
 
 /// The camera a capture pipeline opened, and how (for meta and controls).
 #[derive(Debug, Clone, PartialEq)]
@@ -32,10 +34,30 @@ pub struct CameraInUse {
     pub choice: camera::Choice,
 }
 
-type Events = Pin<Box<dyn Stream<Item = BusEvent> + Send>>;
+/// How long stopping a failed pipeline may take before it is left to finish alone.
+const STOP_WAIT: Duration = Duration::from_secs(2);
 
-/// A camera may take a while to deliver its first frame after opening.
-const FIRST_FRAME_GRACE: Duration = Duration::from_secs(10);
+/// What the capture side's I/O reports.
+pub(super) enum CaptureEvent {
+    Bus(BusEvent),
+    Started(Result<Started, Failed>),
+    /// The failed pipeline is stopped (and the slate runs if it could be started).
+    Stopped(Option<Slate>),
+    /// The vanished device node exists again.
+    DeviceBack,
+}
+
+pub(super) struct Started {
+    capture: Capture,
+    events: Events,
+    camera: Option<CameraInUse>,
+}
+
+/// A start that failed, with the slate handed back if it was not stopped yet.
+pub(super) struct Failed {
+    error: StartError,
+    slate: Option<Slate>,
+}
 
 pub(super) struct CaptureSide {
     id: String,
@@ -44,28 +66,23 @@ pub(super) struct CaptureSide {
     controls: BTreeMap<String, serde_json::Value>,
     /// The camera opened by the running (or last) pipeline.
     pub camera: Option<CameraInUse>,
-    spec: EncoderSpec,
+    pub spec: EncoderSpec,
     counters: Arc<Counters>,
     slot: Arc<FeedSlot>,
+    pub policy: CapturePolicy,
     running: Option<Running>,
-    backoff: Backoff,
-    retry_at: Option<Instant>,
-    /// Set by the device watcher when a vanished node is back.
-    device_back: Option<Arc<AtomicBool>>,
+    starting: Option<BoxFuture<'static, Result<Started, Failed>>>,
+    stopping: Option<BoxFuture<'static, Option<Slate>>>,
+    device_wait: Option<BoxFuture<'static, ()>>,
     slate: Option<Slate>,
     /// Caps of the encoded stream from the last capture that produced any.
     last_caps: Option<gst::Caps>,
-    /// The failure being recovered from, until the next frame after a restart.
-    pub failure: Option<Reason>,
-    pub restarts: u64,
 }
 
 struct Running {
     capture: Capture,
     events: Events,
-    started: Instant,
     started_at: SystemTime,
-    encoded_at_start: u64,
 }
 
 impl CaptureSide {
@@ -76,6 +93,7 @@ impl CaptureSide {
         spec: EncoderSpec,
         counters: Arc<Counters>,
         slot: Arc<FeedSlot>,
+        policy: CapturePolicy,
     ) -> Self {
         CaptureSide {
             id,
@@ -85,200 +103,225 @@ impl CaptureSide {
             spec,
             counters,
             slot,
+            policy,
             running: None,
-            backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(10)),
-            retry_at: Some(Instant::now()),
-            device_back: None,
+            starting: None,
+            stopping: None,
+            device_wait: None,
             slate: None,
             last_caps: None,
-            failure: None,
-            restarts: 0,
         }
     }
 
-    /// The next bus event of the running pipeline; pending while none runs.
-    pub async fn next_event(&mut self) -> BusEvent {
-        match self.running.as_mut() {
-            Some(r) => match r.events.next().await {
-                Some(ev) => ev,
-                None => std::future::pending().await,
-            },
-            None => std::future::pending().await,
-        }
-    }
-
-    /// Starts the pipeline when a start is due. Returns a failure to report, if any.
-    pub async fn tick(&mut self, stall_timeout: Duration) -> Option<Reason> {
-        let now = Instant::now();
-        if self
-            .device_back
-            .as_ref()
-            .is_some_and(|b| b.load(Ordering::Relaxed))
-        {
-            info!(stream = %self.id, device = %self.params.source, "camera device is back");
-            self.device_back = None;
-            self.retry_at = Some(now);
-        }
-        match &self.running {
-            None if self.retry_at.is_some_and(|t| t <= now) => {
-                self.retry_at = None;
-                if let Err(message) = self.start().await {
-                    return Some(Reason::CaptureError { message });
-                }
-                None
+    /// The next thing the side's I/O reports; pending while nothing is under way.
+    pub async fn next_event(&mut self) -> CaptureEvent {
+        tokio::select! {
+            ev = next_bus(self.running.as_mut().map(|r| &mut r.events)) => CaptureEvent::Bus(ev),
+            r = next_of(&mut self.starting) => {
+                self.starting = None;
+                CaptureEvent::Started(r)
             }
-            Some(r) => {
-                let produced = Counters::get(&self.counters.frames_encoded) > r.encoded_at_start;
-                if produced && self.failure.take().is_some() {
-                    info!(stream = %self.id, "capture recovered");
-                }
-                let stalled = if produced {
-                    self.counters
-                        .since_last_encoded()
-                        .is_some_and(|d| d > stall_timeout)
-                } else {
-                    r.started.elapsed() > stall_timeout + FIRST_FRAME_GRACE
-                };
-                if produced && r.started.elapsed() > Duration::from_secs(10) {
-                    self.backoff.reset();
-                }
-                stalled.then_some(Reason::CaptureStalled {
-                    seconds: stall_timeout.as_secs() as u32,
-                })
+            slate = next_of(&mut self.stopping) => {
+                self.stopping = None;
+                CaptureEvent::Stopped(slate)
             }
-            None => None,
+            () = next_of(&mut self.device_wait) => {
+                self.device_wait = None;
+                CaptureEvent::DeviceBack
+            }
         }
     }
 
-    async fn start(&mut self) -> Result<(), String> {
+    /// The frame counters the policy looks at.
+    pub fn frames(&self) -> Frames {
+        Frames {
+            captured: Counters::get(&self.counters.frames_captured),
+            encoded: Counters::get(&self.counters.frames_encoded),
+        }
+    }
+
+    /// Opens the camera and starts a pipeline, in the background.
+    pub fn start(&mut self) {
         let mut params = self.params.clone();
-        if crate::config::test_pattern(&params.source).is_none() {
-            let target = match self.spec.kind {
-                EncoderKind::Passthrough => Target::Passthrough,
-                k if k.is_hardware() => Target::Hardware,
-                _ => Target::Software,
-            };
-            let request = camera::Request {
-                width: params.width,
-                height: params.height,
-                fps: f64::from(params.framerate),
-                encoder: target,
-            };
-            let source = params.source.clone();
-            let opened = tokio::task::spawn_blocking(move || open_camera(&source, &request))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
-            if let Some(note) = &opened.choice.note {
-                warn!(stream = %self.id, device = %opened.device.display(), note = %note, "camera format");
-            }
-            params.camera = Some(CameraSource {
-                device: opened.device.clone(),
-                caps: camera::gst_caps(&opened.choice),
-                jpeg: opened.choice.decode == camera::Decode::Jpeg,
-                passthrough: opened.choice.passthrough,
-            });
-            self.camera = Some(opened);
-        }
-        // The camera opened: the slate gives way before its first frame reaches the output.
-        if let Some(slate) = self.slate.take() {
-            let _ = tokio::task::spawn_blocking(move || slate.stop()).await;
-        }
         let spec = self.spec.clone();
         let counters = self.counters.clone();
         let slot = self.slot.clone();
-        // Frames of the new pipeline start a new timeline and must begin at a keyframe.
-        if let Some(feed) = self.slot.current() {
-            feed.new_capture();
-        }
-        let built = tokio::task::spawn_blocking(move || {
-            let capture = Capture::build(&params, &spec, counters, slot)?;
-            let events = bus_events(capture.pipeline());
-            capture.start().inspect_err(|_| capture.stop())?;
-            Ok::<_, crate::pipeline::PipelineError>((capture, events))
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-        let (capture, events) = built.map_err(|e| e.to_string())?;
-        if let (Some(cam), false) = (&self.camera, self.controls.is_empty()) {
-            let (device, wanted) = (cam.device.clone(), self.controls.clone());
-            match tokio::task::spawn_blocking(move || camera::controls::set(&device, &wanted)).await
-            {
-                Ok(Ok(applied)) => info!(stream = %self.id, ?applied, "camera controls applied"),
-                Ok(Err(e)) => {
-                    warn!(stream = %self.id, error = %e, "configured camera controls not applied")
+        let controls = self.controls.clone();
+        let slate = self.slate.take();
+        let id = self.id.clone();
+        self.starting = Some(
+            async move {
+                let camera = if crate::config::test_pattern(&params.source).is_none() {
+                    match open(&id, &params, spec.kind).await {
+                        Ok(camera) => {
+                            params.camera = Some(camera_source(&camera));
+                            Some(camera)
+                        }
+                        Err(error) => return Err(Failed { error, slate }),
+                    }
+                } else {
+                    None
+                };
+                // The camera opened: the slate gives way before its first frame reaches
+                // the output.
+                if let Some(slate) = slate {
+                    let _ = tokio::task::spawn_blocking(move || slate.stop()).await;
                 }
-                Err(e) => warn!(stream = %self.id, error = %e, "camera controls task failed"),
+                // Frames of the new pipeline start a new timeline and must begin at a
+                // keyframe.
+                if let Some(feed) = slot.current() {
+                    feed.new_capture();
+                }
+                let built = tokio::task::spawn_blocking(move || {
+                    let capture = Capture::build(&params, &spec, counters, slot)?;
+                    let events = bus_events(capture.pipeline());
+                    capture.start().inspect_err(|_| capture.stop())?;
+                    Ok::<_, crate::pipeline::PipelineError>((capture, events))
+                })
+                .await;
+                let (capture, events) = match built {
+                    Ok(Ok(b)) => b,
+                    Ok(Err(e)) => {
+                        return Err(Failed {
+                            error: e.into(),
+                            slate: None,
+                        });
+                    }
+                    Err(e) => {
+                        return Err(Failed {
+                            error: e.into(),
+                            slate: None,
+                        });
+                    }
+                };
+                if let (Some(cam), false) = (&camera, controls.is_empty()) {
+                    apply_controls(&id, cam.device.clone(), controls).await;
+                }
+                Ok(Started {
+                    capture,
+                    events: Box::pin(events),
+                    camera,
+                })
             }
-        }
-        info!(stream = %self.id, encoder = self.spec.kind.element(), "capture started");
-        self.running = Some(Running {
-            capture,
-            events: Box::pin(events),
-            started: Instant::now(),
-            started_at: SystemTime::now(),
-            encoded_at_start: Counters::get(&self.counters.frames_encoded),
-        });
-        Ok(())
+            .boxed(),
+        );
     }
 
-    /// Stops the pipeline after a failure, puts the slate on the output, and schedules a
-    /// restart: when the device node is back if it vanished, else after a backoff.
-    pub async fn fail(&mut self, reason: Reason) {
+    /// Takes a started pipeline. Returns the failure when the start failed (the caller
+    /// reports it to the policy and then calls [`Self::recover`]).
+    pub fn on_started(
+        &mut self,
+        now: Instant,
+        result: Result<Started, Failed>,
+    ) -> Option<(Reason, Origin)> {
+        match result {
+            Ok(s) => {
+                if s.camera.is_some() {
+                    self.camera = s.camera;
+                }
+                info!(stream = %self.id, encoder = self.spec.kind.element(), "capture started");
+                self.running = Some(Running {
+                    capture: s.capture,
+                    events: s.events,
+                    started_at: SystemTime::now(),
+                });
+                self.policy.started(now, self.frames());
+                None
+            }
+            Err(f) => {
+                self.slate = f.slate;
+                let origin = f.error.origin();
+                Some((
+                    Reason::CaptureError {
+                        message: f.error.to_string(),
+                    },
+                    origin,
+                ))
+            }
+        }
+    }
+
+    /// What a bus event of the running pipeline means for the policy.
+    pub fn bus_failure(&self, ev: BusEvent) -> (Reason, Origin) {
+        let (element, message) = match ev {
+            BusEvent::Error { element, message } => (element, message),
+            BusEvent::Eos | BusEvent::SessionClosed => (String::new(), "source ended".into()),
+        };
+        let origin = if EncoderKind::is_chain_element(&element) {
+            Origin::Encoder
+        } else {
+            Origin::Other
+        };
+        (Reason::CaptureError { message }, origin)
+    }
+
+    /// After a failure: stops the pipeline (or abandons a start still under way),
+    /// releases the camera's descriptors and puts the slate on the output, in the
+    /// background; [`CaptureEvent::Stopped`] follows.
+    pub fn recover(&mut self, reason: &Reason) {
         warn!(stream = %self.id, reason = %reason, "capture failed; restarting the capture side only");
         if let Some(caps) = self.encoded_caps() {
             self.last_caps = Some(caps);
         }
-        self.stop(Duration::from_secs(2)).await;
-        if let Some(cam) = &self.camera {
-            super::device_release::release(&cam.device);
-        }
-        self.restarts += 1;
-        self.failure = Some(reason);
-        self.start_slate().await;
+        // A start hung in a driver call is abandoned; its thread finishes on its own.
+        self.starting = None;
+        let running = self.running.take();
+        let device = self.camera.as_ref().map(|c| c.device.clone());
+        let slate = self.slate.take();
+        let (w, h, slot, id) = (
+            self.params.width,
+            self.params.height,
+            self.slot.clone(),
+            self.id.clone(),
+        );
+        self.stopping = Some(
+            async move {
+                if let Some(r) = running {
+                    let capture = r.capture;
+                    let stopping = tokio::task::spawn_blocking(move || capture.stop());
+                    if tokio::time::timeout(STOP_WAIT, stopping).await.is_err() {
+                        warn!(stream = %id, "capture pipeline slow to stop");
+                    }
+                }
+                if let Some(device) = device {
+                    super::device_release::release(&device);
+                }
+                match slate {
+                    Some(s) => Some(s),
+                    None => start_slate(&id, w, h, slot).await,
+                }
+            }
+            .boxed(),
+        );
+    }
+
+    /// The stopped side's next step: waits for the device node when it vanished.
+    /// Returns whether the device is present.
+    pub fn on_stopped(&mut self, slate: Option<Slate>) -> bool {
+        self.slate = slate;
         let device = PathBuf::from(&self.params.source);
         if device.is_absolute() && !device.exists() {
             info!(stream = %self.id, device = %device.display(), "camera device gone; waiting for it to come back");
-            let back = Arc::new(AtomicBool::new(false));
-            self.device_back = Some(back.clone());
-            self.retry_at = None;
             let id = self.id.clone();
-            tokio::spawn(async move {
-                match device_watch::wait_for(device).await {
-                    Ok(()) => back.store(true, Ordering::Relaxed),
-                    Err(e) => {
+            self.device_wait = Some(
+                async move {
+                    if let Err(e) = device_watch::wait_for(device).await {
                         warn!(stream = %id, error = %e, "cannot watch for the device; retrying on a timer");
-                        back.store(true, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_secs(5)).await;
                     }
                 }
-            });
-        } else {
-            self.retry_at = Some(Instant::now() + self.backoff.next_delay());
+                .boxed(),
+            );
+            return false;
         }
+        true
     }
 
-    /// Keeps an existing output session fed with the "camera offline" picture.
-    async fn start_slate(&mut self) {
-        let Some(feed) = self.slot.current() else {
-            return;
-        };
-        if self.slate.is_some() {
-            return;
-        }
-        feed.new_capture();
-        let (w, h, slot) = (self.params.width, self.params.height, self.slot.clone());
-        match tokio::task::spawn_blocking(move || Slate::start(w, h, slot)).await {
-            Ok(Ok(slate)) => {
-                info!(stream = %self.id, "camera offline slate on the output");
-                self.slate = Some(slate);
-            }
-            Ok(Err(e)) => warn!(stream = %self.id, error = %e, "cannot start the slate"),
-            Err(e) => warn!(stream = %self.id, error = %e, "slate task failed"),
-        }
-    }
-
-    /// Stops the pipeline (bounded wait; a stuck driver is left to finish on its own).
+    /// Stops everything (bounded; a stuck driver is left to finish on its own).
     pub async fn stop(&mut self, bound: Duration) {
+        self.starting = None;
+        self.stopping = None;
+        self.device_wait = None;
         if let Some(slate) = self.slate.take() {
             let _ = tokio::time::timeout(bound, tokio::task::spawn_blocking(move || slate.stop()))
                 .await;
@@ -292,12 +335,21 @@ impl CaptureSide {
         }
     }
 
-    /// Restarts the pipeline with a new encoder description (a reconfiguration, not a
-    /// failure: the restart counter and backoff are left alone).
+    /// Stops the pipeline to restart it with `spec` (a reconfiguration or a new
+    /// encoder, not a failure); the policy schedules the start.
     pub async fn restart_with(&mut self, spec: EncoderSpec) {
-        self.stop(Duration::from_secs(2)).await;
+        if let Some(caps) = self.encoded_caps() {
+            self.last_caps = Some(caps);
+        }
+        self.starting = None;
+        if let Some(r) = self.running.take() {
+            let capture = r.capture;
+            let stopping = tokio::task::spawn_blocking(move || capture.stop());
+            if tokio::time::timeout(STOP_WAIT, stopping).await.is_err() {
+                warn!(stream = %self.id, "capture pipeline slow to stop");
+            }
+        }
         self.spec = spec;
-        self.retry_at = Some(Instant::now());
     }
 
     /// The running pipeline, if any.
@@ -310,21 +362,11 @@ impl CaptureSide {
         self.running.as_ref().map(|r| r.started_at)
     }
 
-    pub fn attempt(&self) -> u32 {
-        self.backoff.attempt()
-    }
-
-    /// Time to the next scheduled start; `None` while waiting for the device node.
-    pub fn retry_in(&self) -> Option<Duration> {
-        self.retry_at
-            .map(|t| t.saturating_duration_since(Instant::now()))
-    }
-
     /// Negotiated caps of the encoded stream, once a frame went through (while the camera
     /// is away: those it had).
     pub fn encoded_caps(&self) -> Option<gst::Caps> {
         match &self.running {
-            Some(r) => r.capture.encoded_caps(),
+            Some(r) => r.capture.encoded_caps().or_else(|| self.last_caps.clone()),
             None => self.last_caps.clone(),
         }
     }
@@ -338,14 +380,67 @@ impl CaptureSide {
             None => false,
         }
     }
+}
 
-    /// True while frames come out of the encoder.
-    pub fn healthy(&self) -> bool {
-        self.running.is_some()
-            && self
-                .counters
-                .since_last_encoded()
-                .is_some_and(|d| d < Duration::from_secs(1))
+/// Resolves the configured source to a device, probes it and chooses its format.
+async fn open(
+    id: &str,
+    params: &CaptureParams,
+    kind: EncoderKind,
+) -> Result<CameraInUse, StartError> {
+    let target = match kind {
+        EncoderKind::Passthrough => Target::Passthrough,
+        k if k.is_hardware() => Target::Hardware,
+        _ => Target::Software,
+    };
+    let request = camera::Request {
+        width: params.width,
+        height: params.height,
+        fps: f64::from(params.framerate),
+        encoder: target,
+    };
+    let source = params.source.clone();
+    let opened = tokio::task::spawn_blocking(move || open_camera(&source, &request)).await??;
+    if let Some(note) = &opened.choice.note {
+        warn!(stream = %id, device = %opened.device.display(), note = %note, "camera format");
+    }
+    Ok(opened)
+}
+
+fn camera_source(c: &CameraInUse) -> CameraSource {
+    CameraSource {
+        device: c.device.clone(),
+        caps: camera::gst_caps(&c.choice),
+        jpeg: c.choice.decode == camera::Decode::Jpeg,
+        passthrough: c.choice.passthrough,
+    }
+}
+
+async fn apply_controls(id: &str, device: PathBuf, wanted: BTreeMap<String, serde_json::Value>) {
+    match tokio::task::spawn_blocking(move || camera::controls::set(&device, &wanted)).await {
+        Ok(Ok(applied)) => info!(stream = %id, ?applied, "camera controls applied"),
+        Ok(Err(e)) => warn!(stream = %id, error = %e, "configured camera controls not applied"),
+        Err(e) => warn!(stream = %id, error = %e, "camera controls task failed"),
+    }
+}
+
+/// Keeps an existing output session fed with the "camera offline" picture.
+async fn start_slate(id: &str, w: u32, h: u32, slot: Arc<FeedSlot>) -> Option<Slate> {
+    let feed = slot.current()?;
+    feed.new_capture();
+    match tokio::task::spawn_blocking(move || Slate::start(w, h, slot)).await {
+        Ok(Ok(slate)) => {
+            info!(stream = %id, "camera offline slate on the output");
+            Some(slate)
+        }
+        Ok(Err(e)) => {
+            warn!(stream = %id, error = %e, "cannot start the slate");
+            None
+        }
+        Err(e) => {
+            warn!(stream = %id, error = %e, "slate task failed");
+            None
+        }
     }
 }
 

@@ -1,18 +1,26 @@
 //! The typed handle through which the rest of the daemon talks to a stream: commands
-//! with oneshot replies, and a watch of its status. No GStreamer object crosses it.
+//! with oneshot replies, each awaited with a timeout, and a watch of its status. No
+//! GStreamer object crosses it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use std::collections::BTreeMap;
-
 use super::meta::StreamMeta;
-use super::state::Status;
 use crate::camera::ControlInfo;
 use crate::config::StreamConfig;
 use crate::pipeline::LatencySummary;
+use crate::policy::Status;
 
 type Reply<T> = oneshot::Sender<Result<T, HandleError>>;
+
+/// How long a caller waits for a statistics snapshot.
+pub const STATS_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a caller waits for any other command (a snapshot waits for a frame first).
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A request to a stream's supervisor.
 #[derive(Debug)]
@@ -55,11 +63,27 @@ pub enum Applied {
     Stored,
 }
 
+impl Applied {
+    /// The word on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Applied::Unchanged => "unchanged",
+            Applied::Live => "live",
+            Applied::Restarted => "restarted",
+            Applied::CaptureRestarted => "capture_restarted",
+            Applied::Stored => "stored",
+        }
+    }
+}
+
 /// Why a command could not be carried out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandleError {
     #[error("stream {0} is not running")]
     Gone(String),
+    /// The supervisor did not answer in time; the command may still take effect.
+    #[error("stream {stream} did not answer within {} ms; the command may still take effect", .after.as_millis())]
+    Timeout { stream: String, after: Duration },
     #[error("stream {0} has no capture running")]
     NotCapturing(String),
     #[error("{0}")]
@@ -75,7 +99,7 @@ pub enum HandleError {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StreamStats {
     pub id: String,
-    pub state: super::State,
+    pub state: crate::policy::State,
     pub reason: Option<String>,
     /// Encoder element in use, once chosen.
     pub encoder: Option<&'static str>,
@@ -95,6 +119,10 @@ pub struct StreamStats {
     pub capture_restarts: u64,
     /// How long the current publish session has been streaming.
     pub upstream_connected_s: Option<f64>,
+    /// Capture runs in a row that ended without a frame while the device was present.
+    pub capture_failed_runs: u32,
+    /// In-process recovery of the capture is not working (see the watchdog).
+    pub escalated: bool,
 }
 
 impl StreamStats {
@@ -164,9 +192,7 @@ impl StreamHandle {
     }
 
     pub async fn stats(&self) -> Result<StreamStats, HandleError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(StreamCommand::Stats(tx)).await?;
-        rx.await.map_err(|_| self.gone())
+        self.exchange(StreamCommand::Stats, STATS_TIMEOUT, Ok).await
     }
 
     pub async fn keyframe(&self) -> Result<(), HandleError> {
@@ -195,7 +221,8 @@ impl StreamHandle {
     }
 
     pub async fn snapshot(&self) -> Result<Vec<u8>, HandleError> {
-        self.ask(StreamCommand::Snapshot).await
+        self.exchange(StreamCommand::Snapshot, SNAPSHOT_TIMEOUT, |r| r)
+            .await
     }
 
     pub async fn controls(&self) -> Result<Vec<ControlInfo>, HandleError> {
@@ -210,13 +237,31 @@ impl StreamHandle {
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> StreamCommand) -> Result<T, HandleError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(make(tx)).await?;
-        rx.await.map_err(|_| self.gone())?
+        self.exchange(make, COMMAND_TIMEOUT, |r| r).await
     }
 
-    async fn send(&self, cmd: StreamCommand) -> Result<(), HandleError> {
-        self.commands.send(cmd).await.map_err(|_| self.gone())
+    /// Sends a command and waits for its reply, both within `timeout`.
+    async fn exchange<R, T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<R>) -> StreamCommand,
+        timeout: Duration,
+        unwrap: impl FnOnce(R) -> Result<T, HandleError>,
+    ) -> Result<T, HandleError> {
+        let (tx, rx) = oneshot::channel();
+        let exchange = async {
+            self.commands
+                .send(make(tx))
+                .await
+                .map_err(|_| self.gone())?;
+            rx.await.map_err(|_| self.gone())
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(reply) => unwrap(reply?),
+            Err(_) => Err(HandleError::Timeout {
+                stream: self.id.clone(),
+                after: timeout,
+            }),
+        }
     }
 
     fn gone(&self) -> HandleError {

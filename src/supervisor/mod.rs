@@ -1,19 +1,50 @@
-//! Per-stream supervision: the state machine, recovery with backoff, and the handle the
-//! rest of the daemon uses to reach a stream.
+//! Per-stream supervision: the task that carries out the policy's decisions on a stream's
+//! capture and output pipelines, and the handle the rest of the daemon uses to reach it.
 
-mod backoff;
 mod capture_side;
+mod commands;
 mod device_release;
 mod device_watch;
+mod error;
 mod handle;
 mod meta;
 mod output_side;
 pub mod reachability;
-mod state;
 mod stream;
 
-pub use backoff::Backoff;
+use std::future::Future;
+use std::pin::Pin;
+
+use futures_util::{Stream, StreamExt};
+
+pub use error::{StartError, SupervisorError};
 pub use handle::{Applied, HandleError, StreamCommand, StreamHandle, StreamStats};
 pub use meta::StreamMeta;
-pub use state::{Reason, State, Status};
-pub use stream::{BITRATE_RANGE, StreamSupervisor, SupervisorError};
+pub use stream::{BITRATE_RANGE, StreamSupervisor, Tuning};
+
+pub use crate::policy::{Reason, State, Status};
+
+use crate::pipeline::BusEvent;
+
+/// A pipeline's bus events.
+type Events = Pin<Box<dyn Stream<Item = BusEvent> + Send>>;
+
+/// The next event of a bus, if there is one; pending otherwise (also once it ended).
+async fn next_bus(events: Option<&mut Events>) -> BusEvent {
+    match events {
+        Some(e) => match e.next().await {
+            Some(ev) => ev,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// The output of the future in `slot`, if there is one; pending otherwise. The caller
+/// empties the slot once it completed.
+async fn next_of<F: Future + Unpin>(slot: &mut Option<F>) -> F::Output {
+    match slot {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}

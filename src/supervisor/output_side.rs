@@ -1,30 +1,25 @@
-//! Supervision of a stream's publish session: connect, detect loss or stall, back off
-//! with jitter, probe reachability while waiting, fail over along the upstream list.
+//! The output side's I/O: building and starting publish sessions, TCP probes of the
+//! upstreams, dropping a failed session and closing one cleanly (TEARDOWN). Slow steps
+//! run as futures the supervisor polls next to everything else. What to do and when is
+//! decided by [`OutputPolicy`].
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures_util::{FutureExt, Stream, StreamExt};
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
 use gstreamer as gst;
-use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use super::backoff::Backoff;
 use super::reachability;
-use super::state::Reason;
+use super::{Events, next_bus, next_of};
 use crate::config::Transport;
 use crate::pipeline::{BusEvent, Counters, FeedSlot, Output, OutputParams, bus_events};
+use crate::policy::{OutputAction, OutputPolicy};
 use crate::redact::redact;
 
-type Events = Pin<Box<dyn Stream<Item = BusEvent> + Send>>;
-
-/// A session that has not sent a frame by then is given up.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// A streaming session that took no frame for this long while the encoder produced some.
-const SEND_STALL: Duration = Duration::from_secs(3);
-/// Streaming this long ends an outage: the backoff starts over.
-const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// How long a graceful stop waits for queued frames to go out.
 const EOS_WAIT: Duration = Duration::from_millis(300);
 /// How long a graceful stop waits for the TEARDOWN to be answered. rtspclientsink
@@ -32,6 +27,16 @@ const EOS_WAIT: Duration = Duration::from_millis(300);
 /// (its CLOSE command does not interrupt the receive loop); the connection is then
 /// closed without it, which the server also sees as the end of the session.
 const TEARDOWN_WAIT: Duration = Duration::from_millis(500);
+/// Bound on closing a session that is replaced (failback).
+const SWITCH_CLOSE: Duration = Duration::from_millis(1400);
+
+/// What the output side's I/O reports.
+pub(super) enum OutputEvent {
+    Bus(BusEvent),
+    Started(Result<(Output, Events), String>),
+    /// Probe `id` found this upstream (an index into the list) accepting connections.
+    Probed(u64, Option<usize>),
+}
 
 pub(super) struct OutputSide {
     id: String,
@@ -39,33 +44,16 @@ pub(super) struct OutputSide {
     transport: Transport,
     counters: Arc<Counters>,
     slot: Arc<FeedSlot>,
-    index: usize,
-    tried_in_round: usize,
+    pub policy: OutputPolicy,
     session: Option<Session>,
-    backoff: Backoff,
-    retry_at: Instant,
-    /// Retry as soon as the upstream accepts TCP connections again.
-    probe_while_waiting: bool,
-    probe: Option<JoinHandle<Option<usize>>>,
-    /// The failure being recovered from, until frames flow again.
-    pub failure: Option<Reason>,
-    pub restarts: u64,
+    starting: Option<BoxFuture<'static, Result<(Output, Events), String>>>,
+    probe: Option<BoxFuture<'static, (u64, Option<usize>)>>,
+    tracker: TaskTracker,
 }
 
 struct Session {
     output: Output,
     events: Events,
-    started: Instant,
-    sent_at_start: u64,
-    streaming_since: Option<Instant>,
-}
-
-/// What a tick found.
-pub(super) enum OutputChange {
-    /// A session was started: the encoder must send a keyframe now.
-    Started,
-    Streaming,
-    Failed(Reason),
 }
 
 impl OutputSide {
@@ -73,9 +61,10 @@ impl OutputSide {
         id: String,
         upstreams: Vec<String>,
         transport: Transport,
-        backoff_cap: Duration,
         counters: Arc<Counters>,
         slot: Arc<FeedSlot>,
+        policy: OutputPolicy,
+        tracker: TaskTracker,
     ) -> Self {
         OutputSide {
             id,
@@ -83,221 +72,135 @@ impl OutputSide {
             transport,
             counters,
             slot,
-            index: 0,
-            tried_in_round: 0,
+            policy,
             session: None,
-            backoff: Backoff::new(Duration::from_millis(500), backoff_cap),
-            retry_at: Instant::now(),
-            probe_while_waiting: false,
+            starting: None,
             probe: None,
-            failure: None,
-            restarts: 0,
+            tracker,
         }
     }
 
-    /// The upstream in use or next to be tried, redacted.
-    pub fn upstream(&self) -> String {
-        redact(&self.upstreams[self.index])
-    }
-
-    pub fn streaming(&self) -> bool {
-        self.session
-            .as_ref()
-            .is_some_and(|s| s.streaming_since.is_some())
-    }
-
-    /// How long the current session has been streaming.
-    pub fn connected_for(&self) -> Option<Duration> {
-        self.session.as_ref()?.streaming_since.map(|t| t.elapsed())
-    }
-
-    pub fn attempt(&self) -> u32 {
-        self.backoff.attempt()
-    }
-
-    pub fn retry_in(&self) -> Option<Duration> {
-        Some(self.retry_at.saturating_duration_since(Instant::now()))
-    }
-
-    /// The next bus event of the session; pending while there is none.
-    pub async fn next_event(&mut self) -> BusEvent {
-        match self.session.as_mut() {
-            Some(s) => match s.events.next().await {
-                Some(ev) => ev,
-                None => std::future::pending().await,
-            },
-            None => std::future::pending().await,
-        }
-    }
-
-    /// Starts a session when one is due and the encoder's caps are known; notices
-    /// streaming and stalls. `capture_healthy` says frames are coming out of the encoder.
-    pub async fn tick(
-        &mut self,
-        caps: Option<gst::Caps>,
-        capture_healthy: bool,
-    ) -> Option<OutputChange> {
-        let Some(session) = &mut self.session else {
-            self.poll_probe();
-            if Instant::now() >= self.retry_at
-                && let Some(caps) = caps
-            {
-                if let Err(message) = self.start(caps).await {
-                    return Some(OutputChange::Failed(Reason::UpstreamRefused {
-                        upstream: self.upstream(),
-                        message,
-                    }));
-                }
-                return Some(OutputChange::Started);
+    /// The next thing the side's I/O reports; pending while nothing is under way.
+    pub async fn next_event(&mut self) -> OutputEvent {
+        tokio::select! {
+            ev = next_bus(self.session.as_mut().map(|s| &mut s.events)) => OutputEvent::Bus(ev),
+            r = next_of(&mut self.starting) => {
+                self.starting = None;
+                OutputEvent::Started(r)
             }
-            return None;
+            (id, found) = next_of(&mut self.probe) => {
+                self.probe = None;
+                OutputEvent::Probed(id, found)
+            }
+        }
+    }
+
+    pub fn frames_sent(&self) -> u64 {
+        Counters::get(&self.counters.frames_sent)
+    }
+
+    /// Carries out a policy decision. `caps` are the encoded stream's caps (a start is
+    /// only asked for once they are known).
+    pub fn execute(&mut self, action: OutputAction, caps: Option<gst::Caps>) {
+        match action {
+            OutputAction::Start { index } => self.start(index, caps),
+            OutputAction::Probe { id, upstreams } => {
+                let urls: Vec<String> = upstreams
+                    .iter()
+                    .map(|&i| self.upstreams[i].clone())
+                    .collect();
+                self.probe = Some(
+                    async move {
+                        let found = reachability::first_reachable(&urls).await;
+                        (id, found.map(|i| upstreams[i]))
+                    }
+                    .boxed(),
+                );
+            }
+            OutputAction::Abandon => self.drop_session(),
+            OutputAction::SwitchTo { index } => {
+                info!(stream = %self.id, upstream = %redact(&self.upstreams[index]), "failing back");
+                self.slot.detach();
+                if let Some(s) = self.session.take() {
+                    let id = self.id.clone();
+                    self.tracker.spawn(async move {
+                        let deadline = tokio::time::Instant::now() + SWITCH_CLOSE;
+                        close(&id, s, deadline).await;
+                    });
+                }
+                self.start(index, caps);
+            }
+        }
+    }
+
+    fn start(&mut self, index: usize, caps: Option<gst::Caps>) {
+        let Some(caps) = caps else {
+            // The policy only starts once the caps are known.
+            self.policy
+                .start_failed(Instant::now(), "the encoded format is not known yet".into());
+            return;
         };
-        let sent = Counters::get(&self.counters.frames_sent) > session.sent_at_start;
-        match session.streaming_since {
-            None if sent => {
-                session.streaming_since = Some(Instant::now());
-                self.tried_in_round = 0;
-                self.failure = None;
-                info!(stream = %self.id, upstream = %redact(&self.upstreams[self.index]), "streaming");
-                return Some(OutputChange::Streaming);
-            }
-            None if session.started.elapsed() > CONNECT_TIMEOUT => {
-                return Some(OutputChange::Failed(Reason::OutputStalled {
-                    upstream: self.upstream(),
-                    message: format!("no RTSP session after {} s", CONNECT_TIMEOUT.as_secs()),
-                }));
-            }
-            Some(since) => {
-                if since.elapsed() > STABLE_AFTER {
-                    self.backoff.reset();
-                }
-                let idle = self.counters.since_last_sent().unwrap_or_default();
-                if capture_healthy && idle > SEND_STALL {
-                    return Some(OutputChange::Failed(Reason::OutputStalled {
-                        upstream: self.upstream(),
-                        message: format!("no frame taken for {} ms", idle.as_millis()),
-                    }));
-                }
-            }
-            None => {}
-        }
-        None
-    }
-
-    async fn start(&mut self, caps: gst::Caps) -> Result<(), String> {
         let params = OutputParams {
-            url: self.upstreams[self.index].clone(),
+            url: self.upstreams[index].clone(),
             transport: self.transport,
             caps,
         };
         let counters = self.counters.clone();
-        let built = tokio::task::spawn_blocking(move || {
-            let output = Output::build(&params, counters)?;
-            let events = bus_events(output.pipeline());
-            output.start().inspect_err(|_| output.shutdown())?;
-            Ok::<_, crate::pipeline::PipelineError>((output, events))
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-        let (output, events) = built.map_err(|e| redact(&e.to_string()))?;
-        self.slot.attach(output.feed().clone());
-        if let Some(probe) = self.probe.take() {
-            probe.abort();
-        }
-        info!(stream = %self.id, upstream = %self.upstream(), "connecting");
-        self.session = Some(Session {
-            output,
-            events: Box::pin(events),
-            started: Instant::now(),
-            sent_at_start: Counters::get(&self.counters.frames_sent),
-            streaming_since: None,
-        });
-        Ok(())
-    }
-
-    /// Ends the failed session, classifies the failure and schedules the next attempt:
-    /// the next upstream at once while the list has untried entries, else a backoff.
-    pub async fn fail(&mut self, error: Option<String>) -> Reason {
-        let was_streaming = self.streaming();
-        self.drop_session();
-        let upstream = self.upstream();
-        let reachable = reachability::reachable(&self.upstreams[self.index]).await;
-        let message = error.unwrap_or_else(|| "connection closed".into());
-        let reason = if !reachable {
-            Reason::UpstreamUnreachable { upstream }
-        } else if was_streaming {
-            Reason::UpstreamLost { upstream, message }
-        } else {
-            Reason::UpstreamRefused { upstream, message }
-        };
-        self.schedule(reason.clone(), !reachable || was_streaming);
-        reason
-    }
-
-    /// Records a failure found by a tick (stall, refused start) and schedules a retry.
-    pub fn fail_with(&mut self, reason: Reason) {
-        self.drop_session();
-        self.schedule(reason, false);
-    }
-
-    fn schedule(&mut self, reason: Reason, probe_while_waiting: bool) {
-        self.restarts += 1;
-        self.tried_in_round += 1;
-        let delay = if self.tried_in_round < self.upstreams.len() {
-            self.index = (self.index + 1) % self.upstreams.len();
-            Duration::ZERO
-        } else {
-            self.tried_in_round = 0;
-            self.index = 0;
-            self.backoff.next_delay()
-        };
-        warn!(
-            stream = %self.id,
-            reason = %reason,
-            retry_in_ms = delay.as_millis() as u64,
-            next = %self.upstream(),
-            "output failed; capture keeps running"
+        info!(stream = %self.id, upstream = %redact(&params.url), "connecting");
+        self.starting = Some(
+            async move {
+                let built = tokio::task::spawn_blocking(move || {
+                    let output = Output::build(&params, counters)?;
+                    let events: Events = Box::pin(bus_events(output.pipeline()));
+                    output.start().inspect_err(|_| output.shutdown())?;
+                    Ok::<_, crate::pipeline::PipelineError>((output, events))
+                })
+                .await;
+                match built {
+                    Ok(Ok(b)) => Ok(b),
+                    Ok(Err(e)) => Err(redact(&e.to_string())),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            .boxed(),
         );
-        self.retry_at = Instant::now() + delay;
-        self.probe_while_waiting = probe_while_waiting;
-        self.failure = Some(reason);
     }
 
-    /// While backing off from an unreachable upstream, checks every tick whether any
-    /// upstream accepts connections again, and if so retries at once.
-    fn poll_probe(&mut self) {
-        if let Some(probe) = &self.probe {
-            if !probe.is_finished() {
-                return;
+    /// Takes a started session, or reports the failure. Returns true when a session
+    /// started (the encoder must send a keyframe now).
+    pub fn on_started(&mut self, now: Instant, result: Result<(Output, Events), String>) -> bool {
+        match result {
+            Ok((output, events)) => {
+                self.slot.attach(output.feed().clone());
+                self.session = Some(Session { output, events });
+                self.policy.started(now, self.frames_sent());
+                true
             }
-            let found = self
-                .probe
-                .take()
-                .and_then(FutureExt::now_or_never)
-                .and_then(Result::ok)
-                .flatten();
-            if let Some(i) = found {
-                self.index = i;
-                self.retry_at = Instant::now();
+            Err(message) => {
+                warn!(stream = %self.id, error = %message, "output could not start");
+                self.policy.start_failed(now, message);
+                false
             }
-            return;
         }
-        if self.probe_while_waiting && Instant::now() < self.retry_at {
-            let urls = self.upstreams.clone();
-            self.probe = Some(tokio::spawn(async move {
-                reachability::first_reachable(&urls).await
-            }));
-        }
+    }
+
+    /// The session's bus reported its end: drop it and classify the failure.
+    pub fn on_bus(&mut self, ev: BusEvent) {
+        let message = match ev {
+            BusEvent::Error { message, .. } => Some(message),
+            BusEvent::Eos | BusEvent::SessionClosed => None,
+        };
+        self.drop_session();
+        let probe = self.policy.session_ended(message);
+        self.execute(probe, None);
     }
 
     fn drop_session(&mut self) {
         self.slot.detach();
-        if let Some(probe) = self.probe.take() {
-            probe.abort();
-        }
+        self.probe = None;
         if let Some(s) = self.session.take() {
             // NULL can block on a dead connection: let it finish on its own.
-            tokio::task::spawn_blocking(move || s.output.shutdown());
+            self.tracker.spawn_blocking(move || s.output.shutdown());
         }
     }
 
@@ -306,40 +209,42 @@ impl OutputSide {
     pub async fn stop(&mut self, bound: Duration) {
         let deadline = tokio::time::Instant::now() + bound;
         self.slot.detach();
-        if let Some(mut p) = self.probe.take() {
-            p.abort();
-            let _ = (&mut p).await;
+        self.probe = None;
+        self.starting = None;
+        if let Some(s) = self.session.take() {
+            close(&self.id, s, deadline).await;
         }
-        let Some(mut s) = self.session.take() else {
-            return;
-        };
-        let wait_for = async |events: &mut Events, pred: fn(&BusEvent) -> bool| {
-            while let Some(ev) = events.next().await {
-                if pred(&ev) || matches!(ev, BusEvent::Error { .. }) {
-                    break;
-                }
+    }
+}
+
+/// Flushes, sends TEARDOWN, waits for it (bounded), releases the pipeline.
+async fn close(id: &str, mut s: Session, deadline: tokio::time::Instant) {
+    let wait_for = async |events: &mut Events, pred: fn(&BusEvent) -> bool| {
+        while let Some(ev) = events.next().await {
+            if pred(&ev) || matches!(ev, BusEvent::Error { .. }) {
+                break;
             }
-        };
-        s.output.send_eos();
-        let _ =
-            tokio::time::timeout(EOS_WAIT, wait_for(&mut s.events, |e| *e == BusEvent::Eos)).await;
-        let output = s.output.clone();
-        let closing = tokio::task::spawn_blocking(move || output.close_session());
-        let closed = tokio::time::timeout_at(
-            deadline.min(tokio::time::Instant::now() + TEARDOWN_WAIT),
-            async {
-                let _ = closing.await;
-                wait_for(&mut s.events, |e| *e == BusEvent::SessionClosed).await;
-            },
-        )
-        .await;
-        if closed.is_err() {
-            warn!(stream = %self.id, "RTSP TEARDOWN not confirmed in time; closing the connection");
         }
-        let output = s.output;
-        let stopping = tokio::task::spawn_blocking(move || output.shutdown());
-        if tokio::time::timeout_at(deadline, stopping).await.is_err() {
-            warn!(stream = %self.id, "output pipeline slow to stop; leaving it behind");
-        }
+    };
+    s.output.send_eos();
+    let eos_by = deadline.min(tokio::time::Instant::now() + EOS_WAIT);
+    let _ = tokio::time::timeout_at(eos_by, wait_for(&mut s.events, |e| *e == BusEvent::Eos)).await;
+    let output = s.output.clone();
+    let closing = tokio::task::spawn_blocking(move || output.close_session());
+    let closed = tokio::time::timeout_at(
+        deadline.min(tokio::time::Instant::now() + TEARDOWN_WAIT),
+        async {
+            let _ = closing.await;
+            wait_for(&mut s.events, |e| *e == BusEvent::SessionClosed).await;
+        },
+    )
+    .await;
+    if closed.is_err() {
+        warn!(stream = %id, "RTSP TEARDOWN not confirmed in time; closing the connection");
+    }
+    let output = s.output;
+    let stopping = tokio::task::spawn_blocking(move || output.shutdown());
+    if tokio::time::timeout_at(deadline, stopping).await.is_err() {
+        warn!(stream = %id, "output pipeline slow to stop; leaving it behind");
     }
 }

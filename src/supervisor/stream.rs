@@ -1,68 +1,111 @@
-//! One stream's supervisor task: picks the encoder, runs the capture side and the output
-//! side, derives the stream's state from them, raises events, answers commands (start,
-//! stop, restart, bitrate, keyframe, snapshot, reconfigure), stops cleanly.
+//! One stream's supervisor task: chooses the encoder, carries out the capture and output
+//! policies' decisions, derives the stream's state from them, raises events, answers
+//! commands and stops cleanly. Its loop never waits on I/O inline: camera opens,
+//! pipeline starts and stops, probes and encoder trials are futures polled beside the
+//! commands, so the stream answers while any of them runs.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures_util::future::Either;
-use tokio::sync::{mpsc, oneshot, watch};
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{error, info};
 
-use super::capture_side::CaptureSide;
-use super::handle::{Applied, HandleError, StreamCommand, StreamHandle, StreamStats};
+use super::SupervisorError;
+use super::capture_side::{CaptureEvent, CaptureSide};
+use super::handle::{StreamCommand, StreamHandle, StreamStats};
 use super::meta::StreamMeta;
-use super::output_side::{OutputChange, OutputSide};
-use super::state::{Reason, State, Status, transition_event};
-use crate::camera;
+use super::next_of;
+use super::output_side::{OutputEvent, OutputSide};
 use crate::config::StreamConfig;
-use crate::encoder::{EncoderKind, EncoderParams, Selection, Selector};
+use crate::encoder::{EncoderError, EncoderKind, EncoderParams, Rejection, Selection, Selector};
 use crate::events::{Events, Kind, Level};
-use crate::pipeline::{self, BusEvent, CaptureParams, Counters, FeedSlot, RateMeter};
+use crate::pipeline::{CaptureParams, Counters, FeedSlot, RateMeter};
+use crate::policy::{
+    CaptureAction, CapturePolicy, CaptureTiming, Feed, OutputAction, OutputPolicy, OutputTiming,
+    Reason, State, Status, transition_event,
+};
 
 const TICK: Duration = Duration::from_millis(200);
 const COMMAND_QUEUE: usize = 16;
 /// Shutdown budget for one stream (the daemon must be gone within 2 s of SIGTERM).
 const STOP_BUDGET: Duration = Duration::from_millis(1400);
 /// Bitrates a running stream accepts, kbit/s (as in the configuration).
-pub const BITRATE_RANGE: std::ops::RangeInclusive<u32> = 64..=50_000;
+pub const BITRATE_RANGE: std::ops::RangeInclusive<u32> = crate::config::BITRATE_KBPS;
 
-/// Why a supervisor ended abnormally.
-#[derive(Debug, thiserror::Error)]
-pub enum SupervisorError {
-    #[error("stream {0}: runtime task failed: {1}")]
-    Task(String, String),
+/// Settings of a supervisor that do not come from its stream's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Tuning {
+    /// Failed capture runs in a row (device present) after which the stream counts as
+    /// escalated to the watchdog; 0 keeps the policy's default.
+    pub escalate_after: u32,
+    /// Fault injection for tests: once streaming, the supervisor stops answering, as a
+    /// task stuck in a call would.
+    pub hang: bool,
 }
 
 /// Owns one stream from configuration to shutdown.
 pub struct StreamSupervisor {
-    config: StreamConfig,
+    pub(super) config: StreamConfig,
     selector: Arc<Selector>,
-    events: Events,
+    pub(super) events: Events,
     counters: Arc<Counters>,
     commands: mpsc::Receiver<StreamCommand>,
     commands_open: bool,
-    status: watch::Sender<Status>,
+    pub(super) status: watch::Sender<Status>,
     meta: watch::Sender<Option<StreamMeta>>,
-    selection: Option<Selection>,
+    pub(super) selection: Option<Selection>,
+    /// Encoders given up on at run time, with why, for this stream's life.
+    demoted: Vec<Rejection>,
     rates: RateMeter,
+    last_rate: Instant,
     /// Restarts counted by sides that no longer exist (a stream restart keeps totals).
     restarts_before: (u64, u64),
     ever_streamed: bool,
+    was_streaming: bool,
+    pub(super) tracker: TaskTracker,
+    tuning: Tuning,
 }
 
-struct Sides {
-    capture: CaptureSide,
-    output: OutputSide,
+/// What the stream is doing.
+pub(super) enum Phase {
+    /// Choosing the encoder.
+    Selecting(BoxFuture<'static, Result<Selection, EncoderError>>),
+    Running(Box<Sides>),
+    /// Stopped on purpose, or failed: only answers commands.
+    Idle,
+}
+
+pub(super) struct Sides {
+    pub capture: CaptureSide,
+    pub output: OutputSide,
+    /// Choosing a replacement for an encoder that keeps failing.
+    reselecting: Option<BoxFuture<'static, Result<Selection, EncoderError>>>,
 }
 
 /// Why the main loop returned.
-enum Exit {
+pub(super) enum Exit {
     Shutdown,
-    Stop(Option<oneshot::Sender<Result<(), HandleError>>>),
-    Restart(Option<oneshot::Sender<Result<(), HandleError>>>),
-    Start(oneshot::Sender<Result<(), HandleError>>),
+    Stop(Option<Reply<()>>),
+    Restart(Option<Reply<()>>),
+    Start(Reply<()>),
+}
+
+type Reply<T> = tokio::sync::oneshot::Sender<Result<T, super::HandleError>>;
+
+/// What woke the loop.
+enum Woke {
+    Shutdown,
+    Command(Option<StreamCommand>),
+    Selected(Result<Selection, EncoderError>),
+    Reselected(Result<Selection, EncoderError>),
+    Capture(CaptureEvent),
+    Output(OutputEvent),
+    Timer,
 }
 
 impl StreamSupervisor {
@@ -71,6 +114,8 @@ impl StreamSupervisor {
         config: StreamConfig,
         selector: Arc<Selector>,
         events: Events,
+        tracker: TaskTracker,
+        tuning: Tuning,
     ) -> (Self, StreamHandle) {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let (status, status_rx) = watch::channel(Status::new(State::Starting));
@@ -86,9 +131,14 @@ impl StreamSupervisor {
             status,
             meta,
             selection: None,
+            demoted: Vec::new(),
             rates: RateMeter::default(),
+            last_rate: Instant::now(),
             restarts_before: (0, 0),
             ever_streamed: false,
+            was_streaming: false,
+            tracker,
+            tuning,
         };
         (sup, handle)
     }
@@ -96,11 +146,16 @@ impl StreamSupervisor {
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), SupervisorError> {
         let mut running = true;
         loop {
-            let exit = if running {
-                self.run_stream(&shutdown).await
+            let mut phase = if running {
+                self.set(Status::new(State::Starting));
+                Phase::Selecting(self.select())
             } else {
-                self.serve(&shutdown, None).await
+                Phase::Idle
             };
+            let exit = self.serve(&shutdown, &mut phase).await;
+            if let Phase::Running(sides) = &mut phase {
+                self.finish(sides).await;
+            }
             match exit {
                 Exit::Shutdown => break,
                 Exit::Stop(reply) => {
@@ -122,75 +177,35 @@ impl StreamSupervisor {
         Ok(())
     }
 
-    /// Chooses the encoder, runs both sides until told otherwise, tears them down.
-    async fn run_stream(&mut self, shutdown: &CancellationToken) -> Exit {
-        let id = self.config.id.clone();
-        self.set(Status::new(State::Starting));
-        let selection = tokio::select! {
-            _ = shutdown.cancelled() => return Exit::Shutdown,
-            s = self.selector.select(self.config.encoder) => s,
-        };
-        let selection = match selection {
-            Ok(s) => s,
-            Err(e) => {
-                error!(stream = %id, error = %e, "stream cannot run; run `edgecam probe` to see this board's encoders");
-                let mut status = Status::new(State::Failed);
-                status.reason = Some(Reason::EncoderUnavailable {
-                    message: e.to_string(),
-                });
-                self.set(status);
-                return self.serve(shutdown, None).await;
-            }
-        };
-        if !selection.hardware && selection.rejected.iter().any(|r| r.element != "x264enc") {
-            let tried: Vec<_> = selection.rejected.iter().map(|r| r.element).collect();
-            self.events.raise(
-                Level::Warning,
-                Kind::EncoderFallback,
-                Some(&id),
-                format!(
-                    "using software encoder {}; not usable: {}",
-                    selection.element,
-                    tried.join(", ")
-                ),
-            );
-        }
-        let spec = selection.kind.spec(&self.params());
-        self.selection = Some(selection);
-        let slot = Arc::new(FeedSlot::default());
-        let c = &self.config;
-        let mut sides = Sides {
-            capture: CaptureSide::new(
-                id.clone(),
-                capture_params(c),
-                c.controls.clone(),
-                spec,
-                self.counters.clone(),
-                slot.clone(),
-            ),
-            output: OutputSide::new(
-                id.clone(),
-                c.upstream.clone(),
-                c.transport,
-                Duration::from_secs(u64::from(c.reconnect_backoff_max_s)),
-                self.counters.clone(),
-                slot,
-            ),
-        };
-        let exit = self.serve(shutdown, Some(&mut sides)).await;
-        self.stats(Some(&sides)).log("final");
+    /// The encoder choice for the configured size and rate, leaving out demoted ones.
+    fn select(&self) -> BoxFuture<'static, Result<Selection, EncoderError>> {
+        let (selector, choice, params) =
+            (self.selector.clone(), self.config.encoder, self.params());
+        let excluded: Vec<EncoderKind> = self.demoted_kinds();
+        async move { selector.select(choice, &params, &excluded).await }.boxed()
+    }
+
+    fn demoted_kinds(&self) -> Vec<EncoderKind> {
+        self.demoted
+            .iter()
+            .filter_map(|r| EncoderKind::from_element(r.element))
+            .collect()
+    }
+
+    /// Logs the final figures and tears both sides down, concurrently and bounded.
+    async fn finish(&mut self, sides: &mut Sides) {
+        self.stats(Some(sides)).log("final");
         tokio::join!(
             sides.output.stop(STOP_BUDGET),
             sides.capture.stop(STOP_BUDGET)
         );
-        self.restarts_before.0 += sides.output.restarts;
-        self.restarts_before.1 += sides.capture.restarts;
+        self.restarts_before.0 += sides.output.policy.restarts();
+        self.restarts_before.1 += sides.capture.policy.restarts();
         self.meta.send_replace(None);
-        info!(stream = %id, "stopped");
-        exit
+        info!(stream = %self.config.id, "stopped");
     }
 
-    fn params(&self) -> EncoderParams {
+    pub(super) fn params(&self) -> EncoderParams {
         let c = &self.config;
         EncoderParams {
             width: c.width,
@@ -201,112 +216,326 @@ impl StreamSupervisor {
         }
     }
 
-    /// The main loop; with no sides (stopped or failed stream) it only answers commands.
-    async fn serve(&mut self, shutdown: &CancellationToken, mut sides: Option<&mut Sides>) -> Exit {
+    /// The main loop of one run (or of a stopped or failed stream).
+    async fn serve(&mut self, shutdown: &CancellationToken, phase: &mut Phase) -> Exit {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_rate = Instant::now();
-        let stall = Duration::from_secs(u64::from(self.config.stall_timeout_s));
         loop {
-            let (capture_ev, output_ev) = match sides.as_deref_mut() {
-                Some(s) => (
-                    Either::Left(s.capture.next_event()),
-                    Either::Left(s.output.next_event()),
-                ),
-                None => (
-                    Either::Right(std::future::pending()),
-                    Either::Right(std::future::pending()),
-                ),
-            };
-            tokio::select! {
-                _ = shutdown.cancelled() => return Exit::Shutdown,
-                cmd = self.commands.recv(), if self.commands_open => match cmd {
-                    Some(cmd) => {
-                        if let Some(exit) = self.handle(cmd, sides.as_deref_mut()).await {
-                            return exit;
-                        }
-                    }
-                    None => self.commands_open = false,
-                },
-                ev = capture_ev => {
-                    if let Some(s) = sides.as_deref_mut() {
-                        let message = match ev {
-                            BusEvent::Error { message, .. } => message,
-                            BusEvent::Eos | BusEvent::SessionClosed => "source ended".into(),
-                        };
-                        s.capture.fail(Reason::CaptureError { message }).await;
-                    }
-                }
-                ev = output_ev => {
-                    if let Some(s) = sides.as_deref_mut() {
-                        let message = match ev {
-                            BusEvent::Error { message, .. } => Some(message),
-                            BusEvent::Eos | BusEvent::SessionClosed => None,
-                        };
-                        s.output.fail(message).await;
-                    }
-                }
-                _ = tick.tick() => {
-                    if let Some(s) = sides.as_deref_mut() {
-                        Self::tick_sides(s, stall).await;
-                    }
-                    if last_rate.elapsed() >= Duration::from_secs(1) {
-                        last_rate = Instant::now();
-                        self.rates.record(
-                            last_rate,
-                            Counters::get(&self.counters.frames_encoded),
-                            Counters::get(&self.counters.bytes_encoded),
-                        );
-                    }
-                }
+            if self.tuning.hang && self.was_streaming {
+                // A supervisor stuck in a call answers nothing, not even shutdown.
+                error!(stream = %self.config.id, "fault injection: supervisor hangs");
+                std::future::pending::<()>().await;
             }
-            if let Some(s) = sides.as_deref() {
+            let now = Instant::now();
+            // A deadline already passed was looked at by the last step; the tick covers it.
+            let deadline = deadline(phase).filter(|d| *d > now).unwrap_or(now + TICK);
+            let woke = {
+                let (selecting, sides) = match phase {
+                    Phase::Selecting(f) => (Some(f), None),
+                    Phase::Running(s) => (None, Some(&mut **s)),
+                    Phase::Idle => (None, None),
+                };
+                let (capture, output, reselecting) = match sides {
+                    Some(Sides {
+                        capture,
+                        output,
+                        reselecting,
+                    }) => (Some(capture), Some(output), Some(reselecting)),
+                    None => (None, None, None),
+                };
+                tokio::select! {
+                    _ = shutdown.cancelled() => Woke::Shutdown,
+                    cmd = self.commands.recv(), if self.commands_open => Woke::Command(cmd),
+                    r = async { match selecting { Some(f) => f.await, None => std::future::pending().await } } => Woke::Selected(r),
+                    r = async { match reselecting { Some(r) => next_of(r).await, None => std::future::pending().await } } => Woke::Reselected(r),
+                    ev = async { match capture { Some(c) => c.next_event().await, None => std::future::pending().await } } => Woke::Capture(ev),
+                    ev = async { match output { Some(o) => o.next_event().await, None => std::future::pending().await } } => Woke::Output(ev),
+                    _ = tokio::time::sleep_until(deadline) => Woke::Timer,
+                    _ = tick.tick() => Woke::Timer,
+                }
+            };
+            let now = Instant::now();
+            match woke {
+                Woke::Shutdown => return Exit::Shutdown,
+                Woke::Command(None) => self.commands_open = false,
+                Woke::Command(Some(cmd)) => {
+                    if let Some(exit) = self.handle(cmd, phase).await {
+                        return exit;
+                    }
+                }
+                Woke::Selected(r) => self.on_selected(phase, r),
+                Woke::Reselected(r) => {
+                    if let Phase::Running(s) = phase {
+                        self.on_reselected(s, r).await;
+                    }
+                }
+                Woke::Capture(ev) => {
+                    if let Phase::Running(s) = phase {
+                        self.on_capture(s, ev, now);
+                    }
+                }
+                Woke::Output(ev) => {
+                    if let Phase::Running(s) = phase {
+                        on_output(s, ev, now);
+                    }
+                }
+                Woke::Timer => {}
+            }
+            if let Phase::Running(s) = phase {
+                self.step(s);
                 self.publish(s);
             }
         }
     }
 
-    async fn tick_sides(s: &mut Sides, stall: Duration) {
-        if let Some(reason) = s.capture.tick(stall).await {
-            s.capture.fail(reason).await;
-        }
-        let caps = s.capture.encoded_caps();
-        let healthy = s.capture.healthy();
-        match s.output.tick(caps, healthy).await {
-            Some(OutputChange::Started) => {
-                s.capture.request_keyframe();
+    fn on_selected(&mut self, phase: &mut Phase, result: Result<Selection, EncoderError>) {
+        let id = self.config.id.clone();
+        match result {
+            Ok(selection) => {
+                if !selection.hardware && selection.rejected.iter().any(|r| r.element != "x264enc")
+                {
+                    let tried: Vec<_> = selection.rejected.iter().map(|r| r.element).collect();
+                    self.events.raise(
+                        Level::Warning,
+                        Kind::EncoderFallback,
+                        Some(&id),
+                        format!(
+                            "using software encoder {}; not usable: {}",
+                            selection.element,
+                            tried.join(", ")
+                        ),
+                    );
+                }
+                let sides = self.make_sides(&selection);
+                self.selection = Some(selection);
+                *phase = Phase::Running(Box::new(sides));
             }
-            Some(OutputChange::Failed(reason)) => s.output.fail_with(reason),
-            Some(OutputChange::Streaming) | None => {}
+            Err(e) => {
+                error!(stream = %id, error = %e, "stream cannot run; run `edgecam probe` to see this board's encoders");
+                let mut status = Status::new(State::Failed);
+                status.reason = Some(Reason::EncoderUnavailable {
+                    message: e.to_string(),
+                });
+                self.set(status);
+                *phase = Phase::Idle;
+            }
+        }
+    }
+
+    fn make_sides(&self, selection: &Selection) -> Sides {
+        let c = &self.config;
+        let now = Instant::now();
+        let slot = Arc::new(FeedSlot::default());
+        let capture_timing = CaptureTiming {
+            stall_timeout: Duration::from_secs(u64::from(c.stall_timeout_s)),
+            escalate_after: match self.tuning.escalate_after {
+                0 => CaptureTiming::default().escalate_after,
+                n => n,
+            },
+            ..CaptureTiming::default()
+        };
+        let output_timing = OutputTiming {
+            backoff_cap: Duration::from_secs(u64::from(c.reconnect_backoff_max_s)),
+            failback_after: (c.failback_after_s > 0)
+                .then(|| Duration::from_secs(u64::from(c.failback_after_s))),
+            ..OutputTiming::default()
+        };
+        let names = c
+            .upstream
+            .iter()
+            .map(|u| crate::redact::redact(u))
+            .collect();
+        Sides {
+            capture: CaptureSide::new(
+                c.id.clone(),
+                capture_params(c),
+                c.controls.clone(),
+                selection.kind.spec(&self.params()),
+                self.counters.clone(),
+                slot.clone(),
+                CapturePolicy::new(capture_timing, fastrand::Rng::new(), now),
+            ),
+            output: OutputSide::new(
+                c.id.clone(),
+                c.upstream.clone(),
+                c.transport,
+                self.counters.clone(),
+                slot,
+                OutputPolicy::new(names, output_timing, fastrand::Rng::new(), now),
+                self.tracker.clone(),
+            ),
+            reselecting: None,
+        }
+    }
+
+    /// Runs the policies on the current counters and carries out what they decide.
+    fn step(&mut self, s: &mut Sides) {
+        let now = Instant::now();
+        let frames = s.capture.frames();
+        if now.duration_since(self.last_rate) >= Duration::from_secs(1) {
+            self.last_rate = now;
+            self.rates.record(
+                now.into_std(),
+                frames.encoded,
+                Counters::get(&self.counters.bytes_encoded),
+            );
+        }
+        let had_failure = s.capture.policy.failure().is_some();
+        if let Some(action) = s.capture.policy.poll(now, frames) {
+            self.capture_action(s, action);
+        }
+        if had_failure && s.capture.policy.failure().is_none() {
+            info!(stream = %self.config.id, "capture recovered");
+        }
+        let feed = Feed {
+            frames_sent: s.output.frames_sent(),
+            encoding: s.capture.policy.encoding(now),
+            caps_known: s.capture.encoded_caps().is_some(),
+        };
+        // A decision can make the next one due at once (a probe result, then a start).
+        for _ in 0..4 {
+            let Some(action) = s.output.policy.poll(now, feed) else {
+                break;
+            };
+            if let OutputAction::SwitchTo { .. } = action {
+                self.events.raise(
+                    Level::Info,
+                    Kind::UpstreamFailback,
+                    Some(&self.config.id),
+                    format!(
+                        "switching back to {} (reachable for {} s)",
+                        s.output.policy.upstream(),
+                        self.config.failback_after_s
+                    ),
+                );
+            }
+            s.output.execute(action, s.capture.encoded_caps());
+        }
+        let streaming = s.output.policy.connected_for(now).is_some();
+        if streaming && !self.was_streaming {
+            info!(stream = %self.config.id, upstream = %s.output.policy.upstream(), "streaming");
+        }
+        self.was_streaming = streaming;
+    }
+
+    fn capture_action(&mut self, s: &mut Sides, action: CaptureAction) {
+        match action {
+            CaptureAction::Start => s.capture.start(),
+            CaptureAction::Fail(reason) => s.capture.recover(&reason),
+            CaptureAction::Demote => {
+                let failed = s.capture.spec.kind;
+                let reason = s
+                    .capture
+                    .policy
+                    .failure()
+                    .map_or_else(|| "failed".to_owned(), |r| r.to_string());
+                self.demoted.push(Rejection {
+                    element: failed.element(),
+                    reason: format!("failed repeatedly at run time: {reason}"),
+                });
+                s.reselecting = Some(self.select());
+            }
+        }
+    }
+
+    fn on_capture(&mut self, s: &mut Sides, ev: CaptureEvent, now: Instant) {
+        match ev {
+            CaptureEvent::Bus(ev) => {
+                let (reason, origin) = s.capture.bus_failure(ev);
+                s.capture
+                    .policy
+                    .failed(reason.clone(), origin, s.capture.frames());
+                s.capture.recover(&reason);
+            }
+            CaptureEvent::Started(result) => {
+                if let Some((reason, origin)) = s.capture.on_started(now, result) {
+                    s.capture.policy.start_failed(reason.clone(), origin);
+                    s.capture.recover(&reason);
+                }
+            }
+            CaptureEvent::Stopped(slate) => {
+                let present = s.capture.on_stopped(slate);
+                let can_demote = self.can_demote(s.capture.spec.kind);
+                if let Some(action) = s.capture.policy.stopped(now, present, can_demote) {
+                    self.capture_action(s, action);
+                }
+            }
+            CaptureEvent::DeviceBack => {
+                info!(stream = %self.config.id, device = %self.config.source, "camera device is back");
+                s.capture.policy.device_back(now);
+            }
+        }
+    }
+
+    /// Whether another catalog entry than `current` (and those already demoted) could
+    /// serve this stream's configured encoder choice.
+    fn can_demote(&self, current: EncoderKind) -> bool {
+        let demoted = self.demoted_kinds();
+        self.selector
+            .candidates(self.config.encoder)
+            .iter()
+            .any(|k| *k != current && !demoted.contains(k))
+    }
+
+    async fn on_reselected(&mut self, s: &mut Sides, result: Result<Selection, EncoderError>) {
+        s.reselecting = None;
+        let now = Instant::now();
+        match result {
+            Ok(mut selection) => {
+                let previous = self.demoted.last().cloned();
+                if let Some(p) = &previous {
+                    self.events.raise(
+                        Level::Warning,
+                        Kind::EncoderFallback,
+                        Some(&self.config.id),
+                        format!("{} {}; using {}", p.element, p.reason, selection.element),
+                    );
+                }
+                selection
+                    .rejected
+                    .retain(|r| !self.demoted.iter().any(|d| d.element == r.element));
+                selection.rejected.extend(self.demoted.iter().cloned());
+                s.capture
+                    .restart_with(selection.kind.spec(&self.params()))
+                    .await;
+                self.selection = Some(selection);
+                s.capture.policy.demoted(now);
+            }
+            Err(e) => {
+                info!(stream = %self.config.id, error = %e, "no other encoder; keeping the current one");
+                self.demoted.pop();
+                s.capture.policy.demotion_refused(now);
+            }
         }
     }
 
     /// Derives the stream's status from its two sides; publishes status, meta and the
     /// event a change means.
     fn publish(&mut self, s: &Sides) {
-        let upstream = Some(s.output.upstream());
-        let status = if let Some(reason) = &s.capture.failure {
+        let now = Instant::now();
+        let upstream = s.output.policy.upstream().to_owned();
+        let status = if let Some(reason) = s.capture.policy.failure() {
             Status::reconnecting(
                 reason.clone(),
-                s.capture.attempt(),
-                s.capture.retry_in(),
-                s.output.upstream(),
-            )
-        } else if let Some(reason) = &s.output.failure {
-            Status::reconnecting(
-                reason.clone(),
-                s.output.attempt(),
-                s.output.retry_in(),
-                s.output.upstream(),
-            )
-        } else if s.output.streaming() {
-            Status {
+                s.capture.policy.attempt(),
+                s.capture.policy.retry_in(now),
                 upstream,
+            )
+        } else if let Some(reason) = s.output.policy.failure() {
+            Status::reconnecting(
+                reason.clone(),
+                s.output.policy.attempt(),
+                s.output.policy.retry_in(now),
+                upstream,
+            )
+        } else if s.output.policy.streaming() {
+            Status {
+                upstream: Some(upstream),
                 ..Status::new(State::Streaming)
             }
         } else {
             Status {
-                upstream,
+                upstream: Some(upstream),
                 ..Status::new(State::Starting)
             }
         };
@@ -358,7 +587,7 @@ impl StreamSupervisor {
         }
     }
 
-    fn set(&mut self, status: Status) {
+    pub(super) fn set(&mut self, status: Status) {
         let prev = self.status.borrow().clone();
         if prev.state == status.state && prev.reason == status.reason {
             return;
@@ -368,158 +597,8 @@ impl StreamSupervisor {
         self.raise_transition(&prev, &status);
     }
 
-    /// Carries out one command; returns an exit when the command ends the current run.
-    async fn handle(&mut self, cmd: StreamCommand, sides: Option<&mut Sides>) -> Option<Exit> {
-        let id = self.config.id.clone();
-        let not_capturing = || HandleError::NotCapturing(id.clone());
-        match cmd {
-            StreamCommand::Stats(reply) => {
-                let _ = reply.send(self.stats(sides.as_deref()));
-            }
-            StreamCommand::Keyframe(reply) => {
-                let ok = sides.is_some_and(|s| s.capture.request_keyframe());
-                let _ = reply.send(if ok { Ok(()) } else { Err(not_capturing()) });
-            }
-            StreamCommand::Bitrate(kbps, reply) => {
-                if !BITRATE_RANGE.contains(&kbps) {
-                    let _ = reply.send(Err(HandleError::InvalidArgument(format!(
-                        "kbps {kbps} is out of range {}..={}",
-                        BITRATE_RANGE.start(),
-                        BITRATE_RANGE.end()
-                    ))));
-                    return None;
-                }
-                if self
-                    .selection
-                    .as_ref()
-                    .is_some_and(|s| s.kind == EncoderKind::Passthrough)
-                {
-                    let _ = reply.send(Err(HandleError::Unsupported(
-                        "a passthrough stream has no encoder whose bitrate could change".into(),
-                    )));
-                    return None;
-                }
-                let mut config = self.config.clone();
-                config.bitrate_kbps = kbps;
-                let _ = reply.send(Ok(self.reconfigure(config, sides).await));
-            }
-            StreamCommand::Reconfigure(config, reply) => {
-                if config.id != self.config.id {
-                    let _ = reply.send(Err(HandleError::InvalidArgument(
-                        "stream id cannot change".into(),
-                    )));
-                    return None;
-                }
-                let applied = self.reconfigure(*config, sides).await;
-                if applied == Applied::Restarted {
-                    let _ = reply.send(Ok(applied));
-                    return Some(Exit::Restart(None));
-                }
-                let _ = reply.send(Ok(applied));
-            }
-            StreamCommand::Start(reply) => {
-                if sides.is_some() || self.status.borrow().state == State::Failed {
-                    // Already running (a failed stream retries its encoder on start).
-                    if self.status.borrow().state == State::Failed {
-                        return Some(Exit::Restart(Some(reply)));
-                    }
-                    let _ = reply.send(Ok(()));
-                } else {
-                    return Some(Exit::Start(reply));
-                }
-            }
-            StreamCommand::Stop(reply) => return Some(Exit::Stop(Some(reply))),
-            StreamCommand::Restart(reply) => return Some(Exit::Restart(Some(reply))),
-            StreamCommand::Controls(reply) => match camera_device(sides.as_deref()) {
-                Some(device) => {
-                    tokio::spawn(async move {
-                        let r =
-                            tokio::task::spawn_blocking(move || camera::controls::list(&device))
-                                .await;
-                        let _ = reply.send(camera_result(r));
-                    });
-                }
-                None => {
-                    let _ = reply.send(Err(no_camera(&id)));
-                }
-            },
-            StreamCommand::SetControls(values, reply) => match camera_device(sides.as_deref()) {
-                Some(device) => {
-                    // Answered before the next command: controls apply in order.
-                    let r = tokio::task::spawn_blocking(move || {
-                        camera::controls::set(&device, &values)
-                    })
-                    .await;
-                    let _ = reply.send(camera_result(r));
-                }
-                None => {
-                    let _ = reply.send(Err(no_camera(&id)));
-                }
-            },
-            StreamCommand::Snapshot(reply) => match sides.and_then(|s| s.capture.running()) {
-                Some(capture) => {
-                    let Some(frame) = capture.next_frame() else {
-                        let _ = reply.send(Err(HandleError::Unsupported(
-                            "a passthrough stream has no raw frames to snapshot".into(),
-                        )));
-                        return None;
-                    };
-                    tokio::spawn(async move {
-                        let result =
-                            match tokio::time::timeout(pipeline::SNAPSHOT_WAIT, frame).await {
-                                Ok(Ok(sample)) => tokio::task::spawn_blocking(move || {
-                                    pipeline::encode_jpeg(&sample)
-                                })
-                                .await
-                                .map_err(|e| HandleError::Failed(e.to_string()))
-                                .and_then(|r| r.map_err(|e| HandleError::Failed(e.to_string()))),
-                                _ => Err(HandleError::Failed("no frame arrived in time".into())),
-                            };
-                        let _ = reply.send(result);
-                    });
-                }
-                None => {
-                    let _ = reply.send(Err(not_capturing()));
-                }
-            },
-        }
-        None
-    }
-
-    /// Takes a new configuration: live where only the bitrate changed and the encoder
-    /// allows it; otherwise the stream restarts (the caller ends the run).
-    async fn reconfigure(&mut self, config: StreamConfig, sides: Option<&mut Sides>) -> Applied {
-        if config == self.config {
-            return Applied::Unchanged;
-        }
-        let only_bitrate = StreamConfig {
-            bitrate_kbps: self.config.bitrate_kbps,
-            ..config.clone()
-        } == self.config;
-        let old = std::mem::replace(&mut self.config, config);
-        let Some(s) = sides else {
-            return Applied::Stored;
-        };
-        if !only_bitrate {
-            return Applied::Restarted;
-        }
-        let Some(selection) = &self.selection else {
-            return Applied::Restarted;
-        };
-        let property = selection.kind.bitrate_property(&self.params());
-        if s.capture.running().is_some_and(|c| c.set_bitrate(property)) {
-            info!(stream = %self.config.id, from = old.bitrate_kbps, to = self.config.bitrate_kbps, "bitrate changed live");
-            Applied::Live
-        } else {
-            // The encoder cannot change it while playing: restart the capture side only.
-            s.capture
-                .restart_with(selection.kind.spec(&self.params()))
-                .await;
-            Applied::CaptureRestarted
-        }
-    }
-
-    fn stats(&self, sides: Option<&Sides>) -> StreamStats {
+    pub(super) fn stats(&self, sides: Option<&Sides>) -> StreamStats {
+        let now = Instant::now();
         let status = self.status.borrow().clone();
         let (fps, bitrate_kbps) = self.rates.rates();
         let c = &self.counters;
@@ -539,13 +618,44 @@ impl StreamSupervisor {
             keyframes: Counters::get(&c.keyframes),
             last_keyframe_age_ms: c.since_last_keyframe().map(|d| d.as_millis() as u64),
             latency_ms: c.latency(),
-            output_restarts: self.restarts_before.0 + sides.map_or(0, |s| s.output.restarts),
-            capture_restarts: self.restarts_before.1 + sides.map_or(0, |s| s.capture.restarts),
+            output_restarts: self.restarts_before.0
+                + sides.map_or(0, |s| s.output.policy.restarts()),
+            capture_restarts: self.restarts_before.1
+                + sides.map_or(0, |s| s.capture.policy.restarts()),
             upstream_connected_s: sides
-                .and_then(|s| s.output.connected_for())
+                .and_then(|s| s.output.policy.connected_for(now))
                 .map(|d| d.as_secs_f64()),
+            capture_failed_runs: sides.map_or(0, |s| s.capture.policy.failed_runs()),
+            escalated: sides.is_some_and(|s| s.capture.policy.escalated()),
         }
     }
+}
+
+fn on_output(s: &mut Sides, ev: OutputEvent, now: Instant) {
+    match ev {
+        OutputEvent::Bus(ev) => s.output.on_bus(ev),
+        OutputEvent::Started(result) => {
+            if s.output.on_started(now, result) {
+                // The session takes frames from its first IDR: ask for one now.
+                s.capture.request_keyframe();
+            }
+        }
+        OutputEvent::Probed(id, found) => s.output.policy.probe_result(now, id, found),
+    }
+}
+
+/// The earliest instant a policy of a running stream wants to be polled at.
+fn deadline(phase: &Phase) -> Option<Instant> {
+    let Phase::Running(s) = phase else {
+        return None;
+    };
+    [
+        s.capture.policy.next_deadline(),
+        s.output.policy.next_deadline(),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
 }
 
 fn capture_params(c: &StreamConfig) -> CaptureParams {
@@ -555,31 +665,5 @@ fn capture_params(c: &StreamConfig) -> CaptureParams {
         height: c.height,
         framerate: c.framerate,
         camera: None,
-    }
-}
-
-/// The camera device of a running capture, if the stream has one.
-fn camera_device(sides: Option<&Sides>) -> Option<std::path::PathBuf> {
-    let s = sides?;
-    s.capture.running()?;
-    s.capture.camera.as_ref().map(|c| c.device.clone())
-}
-
-fn no_camera(id: &str) -> HandleError {
-    HandleError::Unsupported(format!("stream {id} has no V4L2 camera capturing"))
-}
-
-/// Maps a camera operation's outcome onto the handle's errors.
-fn camera_result<T>(
-    r: Result<Result<T, camera::CameraError>, tokio::task::JoinError>,
-) -> Result<T, HandleError> {
-    match r {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(match e.class() {
-            camera::ErrorClass::InvalidArgument => HandleError::InvalidArgument(e.to_string()),
-            camera::ErrorClass::Unavailable => HandleError::Unsupported(e.to_string()),
-            camera::ErrorClass::Internal => HandleError::Failed(e.to_string()),
-        }),
-        Err(e) => Err(HandleError::Failed(e.to_string())),
     }
 }

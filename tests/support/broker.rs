@@ -37,12 +37,25 @@ struct Settings {
     tls: Option<bool>,
     /// Anonymous clients refused; accounts in `passwd` in the broker's dir.
     password: bool,
+    /// Sessions, subscriptions and queued messages saved in the broker's dir on a clean
+    /// stop and loaded at start.
+    persistence: bool,
 }
 
 impl Broker {
     /// A plain broker allowing anonymous clients, on a free port.
     pub fn start() -> Broker {
         Broker::start_any_port(tempdir(), Settings::default())
+    }
+
+    /// A plain broker that keeps persistent sessions (and their queued messages) across
+    /// a `stop` and `restart`.
+    pub fn start_persistent() -> Broker {
+        let settings = Settings {
+            persistence: true,
+            ..Settings::default()
+        };
+        Broker::start_any_port(tempdir(), settings)
     }
 
     /// A plain broker on `port`, e.g. to bring back one that was killed (see also `restart`).
@@ -186,8 +199,23 @@ impl Broker {
         let _ = self.child.wait();
     }
 
+    /// Stops mosquitto with SIGTERM (a persistent broker saves its sessions) and reaps it;
+    /// clients see their connection drop.
+    pub fn stop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + START_TIMEOUT;
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.kill();
+    }
+
     /// Kills mosquitto if it runs, then starts it again with the same config on the
-    /// same port (retained messages are lost: persistence is off).
+    /// same port (without persistence, retained messages and sessions are lost; call
+    /// `stop` first to let a persistent broker save them).
     pub fn restart(&mut self) {
         self.kill();
         self.log_line("--- restart ---");
@@ -226,9 +254,17 @@ fn config(dir: &Path, port: u16, settings: &Settings) -> String {
     // Run as root, mosquitto 2 switches to the `mosquitto` user unless told `user root`,
     // and then cannot read the 0700 temp dir. Run as anyone else, `user` is ignored.
     let mut conf = String::from("user root\n");
+    if settings.persistence {
+        let _ = writeln!(
+            conf,
+            "persistence true\npersistence_location {}/",
+            dir.display()
+        );
+    } else {
+        conf.push_str("persistence false\n");
+    }
     conf.push_str(
-        "persistence false\n\
-         log_dest stderr\n\
+        "log_dest stderr\n\
          log_type error\n\
          log_type warning\n\
          log_type notice\n\

@@ -135,6 +135,18 @@ impl MqttClient {
         MqttClient::open(options, subscribe)
     }
 
+    /// Connects with a persistent session under client id `id`: the broker keeps the
+    /// subscriptions and queues QoS 1 messages while this client is away, and delivers
+    /// them when a client with the same id connects again.
+    pub fn connect_persistent(url: &str, id: &str, subscribe: &[&str]) -> MqttClient {
+        let mut options = options(url, "mqtt").unwrap_or_else(|e| panic!("{e}"));
+        options
+            .set_client_id(id.to_owned())
+            .set_clean_session(false);
+        MqttClient::open(options, subscribe)
+            .unwrap_or_else(|e| panic!("MQTT connect to {url} as {id}: {e}"))
+    }
+
     /// Connects to `mqtts://host:port` trusting only `ca`, presenting a client
     /// certificate and key if given, and subscribes; panics on failure.
     pub fn connect_tls(
@@ -284,6 +296,57 @@ impl MqttClient {
         let hit = inbox.wait(&mut cursor, pred, deadline);
         inbox.cursor = cursor;
         hit
+    }
+
+    /// A mark in the history (the number of messages received so far) for `wait_since`.
+    pub fn mark(&mut self) -> usize {
+        let inbox = self.inbox.get_mut().unwrap_or_else(PoisonError::into_inner);
+        inbox.drain();
+        inbox.history.len()
+    }
+
+    /// Waits for a message matching `pred` among all those received after `mark`,
+    /// including ones an earlier `wait_for` looked at and skipped, and moves `wait_for`'s
+    /// position past it (never back).
+    pub fn wait_since(
+        &mut self,
+        mark: usize,
+        pred: impl Fn(&Msg) -> bool,
+        timeout: Duration,
+    ) -> Option<Msg> {
+        let deadline = Instant::now() + timeout;
+        let inbox = self.inbox.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let mut from = mark;
+        let hit = inbox.wait(&mut from, pred, deadline);
+        inbox.cursor = inbox.cursor.max(from);
+        hit
+    }
+
+    /// Waits until the latest message on `topic` (what a new subscriber would get as the
+    /// retained state) matches `pred`: looks at the latest one received so far first,
+    /// then at each new one. A state that was reached before the call counts.
+    pub fn wait_latest(
+        &mut self,
+        topic: &str,
+        pred: impl Fn(&Msg) -> bool,
+        timeout: Duration,
+    ) -> Option<Msg> {
+        let deadline = Instant::now() + timeout;
+        let inbox = self.inbox.get_mut().unwrap_or_else(PoisonError::into_inner);
+        inbox.drain();
+        if let Some(last) = inbox.history.iter().rev().find(|m| m.topic == topic)
+            && pred(last)
+        {
+            return Some(last.clone());
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let msg = inbox.rx.recv_timeout(left).ok()?;
+            inbox.history.push(msg.clone());
+            if msg.topic == topic && pred(&msg) {
+                return Some(msg);
+            }
+        }
     }
 
     /// `wait_for` a message on exactly `topic`.

@@ -1,0 +1,12 @@
+//! Supervision policy, apart from I/O: a stream's states and typed reasons, and the
+//! decisions of its output side (which upstream, when to retry, probing, stalls,
+//! failback) and capture side (restarts, stalls, escalation, encoder demotion). Driven by
+//! events and `tokio::time` instants; the supervisor carries the decisions out.
+
+pub mod capture;
+pub mod output;
+mod state;
+
+pub use capture::{CaptureAction, CapturePolicy, CaptureTiming, Frames, Origin};
+pub use output::{Feed, OutputAction, OutputPolicy, OutputTiming};
+pub use state::{Reason, State, Status, transition_event};
