@@ -68,7 +68,12 @@ fn main() -> ExitCode {
             with_runtime(|| async move {
                 let shutdown = CancellationToken::new();
                 tokio::spawn(watch_signals(shutdown.clone()));
-                ExitCode::from(daemon::run(config, path, shutdown).await)
+                let ended = daemon::run(config, path, shutdown).await;
+                if !ended.drained {
+                    // Leave the stuck tasks and their pipelines alone: exit now.
+                    std::process::exit(i32::from(ended.code));
+                }
+                ExitCode::from(ended.code)
             })
         }
         Command::Probe { json } => with_runtime(|| async move {

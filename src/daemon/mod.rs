@@ -38,9 +38,19 @@ pub const TEST_ENCODERS_ENV: &str = "EDGECAM_TEST_ENCODERS";
 /// injection for tests, see `docs/testing.md`).
 pub const HANG_STREAM_ENV: &str = "EDGECAM_TEST_HANG_STREAM";
 
-/// Runs every configured stream (and MQTT) until `shutdown` is cancelled. Returns the
-/// process exit status.
-pub async fn run(config: Config, config_path: PathBuf, shutdown: CancellationToken) -> u8 {
+/// How the daemon ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    /// The process exit status.
+    pub code: u8,
+    /// Every task stopped within the drain budget. When false, some task (a stuck
+    /// supervisor) still owns running pipelines: the process must exit without dropping
+    /// it, as disposing a playing pipeline under its own streaming threads can crash.
+    pub drained: bool,
+}
+
+/// Runs every configured stream (and MQTT) until `shutdown` is cancelled.
+pub async fn run(config: Config, config_path: PathBuf, shutdown: CancellationToken) -> Ended {
     let notifier = Notifier::from_env();
     let selector = Arc::new(if std::env::var_os(TEST_ENCODERS_ENV).is_some() {
         Selector::with_test_encoders()
@@ -131,13 +141,16 @@ pub async fn run(config: Config, config_path: PathBuf, shutdown: CancellationTok
     notifier.stopping();
     info!("shutting down: tearing down outputs and captures");
     tracker.close();
-    if tokio::time::timeout(DRAIN_BUDGET, tracker.wait())
+    let drained = tokio::time::timeout(DRAIN_BUDGET, tracker.wait())
         .await
-        .is_err()
-    {
+        .is_ok();
+    if !drained {
         warn!("some tasks did not stop in time; exiting anyway");
     }
-    exit
+    Ended {
+        code: exit,
+        drained,
+    }
 }
 
 /// Validates, persists, then applies a patch. Nothing changes when validation or the

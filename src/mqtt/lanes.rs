@@ -15,8 +15,10 @@ use super::intake::CommandError;
 use super::outbox::AckToken;
 use crate::command::{CommandName, Lane, Request};
 
-/// Commands that may wait in one lane; more are answered `busy`.
-const LANE_QUEUE: usize = 16;
+/// Commands that may wait in one lane; more are answered `busy`. Above any broker's
+/// in-flight window (mosquitto 20, EMQX 32, most at most 100), so QoS 1 commands, which
+/// are acknowledged only once answered, never find a lane full.
+const LANE_QUEUE: usize = 256;
 
 /// A command to run.
 #[derive(Debug)]

@@ -6,6 +6,7 @@ mod execute;
 mod homeassistant;
 pub mod intake;
 mod lanes;
+mod link;
 mod options;
 mod outbox;
 mod payloads;

@@ -11,9 +11,11 @@ use crate::config::MqttConfig;
 
 /// The system CA bundle used for `mqtts://` when `ca_file` is not set.
 const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-/// Largest incoming message: command payloads above 64 KiB are refused with a typed
-/// error, so they must still arrive whole.
-const MAX_INCOMING: usize = 1024 * 1024;
+/// Largest incoming packet: the protocol's own limit (256 MiB). A command payload above
+/// 64 KiB is answered `invalid_argument`; a smaller client limit would instead make the
+/// client drop the connection on a large message, and reconnect into it again if it is
+/// retained.
+const MAX_INCOMING: usize = 268_435_455;
 /// Largest outgoing message (JPEG snapshots).
 const MAX_OUTGOING: usize = 8 * 1024 * 1024;
 
@@ -28,7 +30,11 @@ pub fn build(
     let mut options = MqttOptions::new(client_id, host, port);
     options
         .set_keep_alive(Duration::from_secs(15))
-        .set_clean_session(true)
+        // A persistent session: the broker keeps the subscription and queues QoS 1
+        // commands while the device is away; unacknowledged messages are sent again.
+        .set_clean_session(false)
+        // Commands are acknowledged once answered (see outbox.rs).
+        .set_manual_acks(true)
         .set_max_packet_size(MAX_INCOMING, MAX_OUTGOING)
         .set_last_will(LastWill::new(
             status_topic,
@@ -110,6 +116,8 @@ mod tests {
             options.last_will().map(|w| w.topic),
             Some("edgecam/x/status".to_owned())
         );
+        assert!(!options.clean_session());
+        assert_eq!(options.client_id(), "edgecam-x");
     }
 
     #[test]

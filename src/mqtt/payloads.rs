@@ -183,6 +183,8 @@ pub struct MqttCounters {
     pub reconnects: u64,
     /// Events dropped because the queue was full while disconnected.
     pub dropped_events: u64,
+    /// Messages received on `cmd/` (each gets one reply, unless retained).
+    pub commands_received: u64,
     /// Retained messages found on `cmd/` and not run (commands are not state).
     pub ignored_retained: u64,
     /// Commands answered `unavailable` (busy) without running.

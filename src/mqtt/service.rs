@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event as MqttEvent, Packet, Publish, QoS};
 use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -17,6 +18,7 @@ use tracing::{debug, error, info, warn};
 use super::execute::{Executor, unknown_stream};
 use super::intake::{Code, Intake, ReplyTo, err, intake};
 use super::lanes::{Done, Job, Lanes};
+use super::link::{self, Link};
 use super::options;
 use super::outbox::BUSY_BACKLOG;
 use super::payloads::InfoData;
@@ -80,7 +82,7 @@ impl Service {
                 return;
             }
         };
-        let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL);
+        let (client, eventloop) = AsyncClient::new(options, REQUEST_CHANNEL);
         let mut events_rx = self.events.subscribe();
         let info = Arc::new(InfoData {
             board: board_info(Path::new("/")),
@@ -110,8 +112,12 @@ impl Service {
         let (host, port, _) = self.config.endpoint().unwrap_or_default();
         let broker = format!("{host}:{port}");
         let cap = Duration::from_secs(u64::from(self.config.reconnect_max_s));
-        let mut reconnect = Reconnect::new(cap, fastrand::Rng::new());
-        let mut retry_at: Option<Instant> = None;
+        let reconnect = Reconnect::new(cap, fastrand::Rng::new());
+        let (link_tx, mut link_rx) = mpsc::channel::<Link>(64);
+        let link_stop = CancellationToken::new();
+        let link = self
+            .tracker
+            .spawn(link::run(eventloop, reconnect, link_tx, link_stop.clone()));
         let mut lost_at: Option<Instant> = None;
         let mut tick = tokio::time::interval(TICK);
         let mut health = tokio::time::interval(Duration::from_secs(u64::from(
@@ -123,9 +129,8 @@ impl Service {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                polled = eventloop.poll(), if retry_at.is_none() => match polled {
-                    Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
-                        reconnect.connected(Instant::now());
+                Some(event) = link_rx.recv() => match event {
+                    Link::Event(MqttEvent::Incoming(Packet::ConnAck(_))) => {
                         match lost_at.take() {
                             Some(t) => {
                                 p.counters.reconnects += 1;
@@ -136,25 +141,21 @@ impl Service {
                         subscribe(&client, &p);
                         p.on_connect(&self.daemon);
                     }
-                    Ok(MqttEvent::Incoming(Packet::Publish(msg))) => {
+                    Link::Event(MqttEvent::Incoming(Packet::Publish(msg))) => {
                         on_message(&mut p, &mut lanes, &executor, &self.config, &self.daemon, msg);
                     }
-                    Ok(other) => debug!(event = ?other, "mqtt"),
-                    Err(e) => {
-                        let delay = reconnect.failed(Instant::now());
+                    Link::Event(other) => debug!(event = ?other, "mqtt"),
+                    Link::Lost { error, retry_in, attempt } => {
+                        let retry_in_ms = retry_in.as_millis() as u64;
                         if p.connected {
-                            warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "MQTT connection lost; streaming continues");
+                            warn!(error = %error, retry_in_ms, "MQTT connection lost; streaming continues");
                         } else {
-                            warn!(error = %e, retry_in_ms = delay.as_millis() as u64, attempt = reconnect.attempts(), "MQTT connection failed");
+                            warn!(error = %error, retry_in_ms, attempt, "MQTT connection failed");
                         }
                         lost_at.get_or_insert_with(Instant::now);
                         p.on_disconnect();
-                        retry_at = Some(Instant::now() + delay);
                     }
                 },
-                _ = tokio::time::sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {
-                    retry_at = None;
-                }
                 ev = events_rx.recv() => match ev {
                     Ok(ev) => p.enqueue(ev),
                     Err(broadcast::error::RecvError::Lagged(n)) => p.counters.dropped_events += n,
@@ -209,8 +210,9 @@ impl Service {
             on_done(&mut p, &self.daemon, &self.tracker, done);
         }
         if p.connected {
-            goodbye(&mut p, &client, &mut eventloop).await;
+            goodbye(&mut p, &client, &mut link_rx, link).await;
         }
+        link_stop.cancel();
     }
 }
 
@@ -243,6 +245,7 @@ fn on_message(
         p.outbox.release(ack);
         return;
     };
+    p.counters.commands_received += 1;
     if msg.retain {
         // A retained command would run again on every reconnect.
         p.counters.ignored_retained += 1;
@@ -320,23 +323,32 @@ fn on_done(p: &mut Publisher, daemon: &DaemonHandle, tracker: &TaskTracker, done
     p.outbox.release(done.ack);
 }
 
-/// Sends what is queued, `offline` and DISCONNECT, within [`GOODBYE`].
-async fn goodbye(p: &mut Publisher, client: &AsyncClient, eventloop: &mut rumqttc::EventLoop) {
+/// Sends what is queued, `offline` and DISCONNECT, within [`GOODBYE`]; the link task
+/// ends once the DISCONNECT went out.
+async fn goodbye(
+    p: &mut Publisher,
+    client: &AsyncClient,
+    link_rx: &mut mpsc::Receiver<Link>,
+    link: JoinHandle<()>,
+) {
     p.offline();
     let mut disconnecting = false;
-    let _ = tokio::time::timeout(GOODBYE, async {
+    let sent = tokio::time::timeout(GOODBYE, async {
         loop {
             p.outbox.drain(client);
             if p.outbox.is_empty() && !disconnecting {
                 disconnecting = client.try_disconnect().is_ok();
             }
-            match eventloop.poll().await {
-                Ok(MqttEvent::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
-                Ok(_) => {}
-                Err(_) => break,
+            match link_rx.recv().await {
+                Some(Link::Event(_)) => {}
+                Some(Link::Lost { .. }) | None => break,
             }
         }
     })
     .await;
-    info!("MQTT: published offline and disconnected");
+    if sent.is_ok() && link.await.is_ok() {
+        info!("MQTT: published offline and disconnected");
+    } else {
+        warn!("MQTT: the goodbye did not complete in time");
+    }
 }

@@ -40,6 +40,9 @@ struct Settings {
     /// Sessions, subscriptions and queued messages saved in the broker's dir on a clean
     /// stop and loaded at start.
     persistence: bool,
+    /// No limit on the messages queued for a client (mosquitto drops beyond 1000 by
+    /// default), so a burst reaches the daemon whole.
+    unbounded_queues: bool,
 }
 
 impl Broker {
@@ -53,6 +56,16 @@ impl Broker {
     pub fn start_persistent() -> Broker {
         let settings = Settings {
             persistence: true,
+            ..Settings::default()
+        };
+        Broker::start_any_port(tempdir(), settings)
+    }
+
+    /// A plain broker that queues any number of messages for a slow client instead of
+    /// dropping beyond 1000: every message of a burst is delivered.
+    pub fn start_unbounded() -> Broker {
+        let settings = Settings {
+            unbounded_queues: true,
             ..Settings::default()
         };
         Broker::start_any_port(tempdir(), settings)
@@ -271,6 +284,9 @@ fn config(dir: &Path, port: u16, settings: &Settings) -> String {
          log_type information\n\
          connection_messages true\n",
     );
+    if settings.unbounded_queues {
+        conf.push_str("max_queued_messages 0\n");
+    }
     // mosquitto 2 defaults `allow_anonymous` to false as soon as a `listener` is configured.
     let _ = writeln!(conf, "allow_anonymous {}", !settings.password);
     if settings.password {

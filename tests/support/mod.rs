@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod media;
 pub mod mqtt;
 pub mod receiver;
+pub mod rig;
 pub mod tls;
 
 use std::net::TcpListener;

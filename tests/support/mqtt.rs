@@ -21,7 +21,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on sending DISCONNECT when dropped.
 const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-const MAX_PACKET: usize = 1 << 20;
+/// Large enough for the daemon's snapshots and for oversized commands sent on purpose.
+const MAX_PACKET: usize = 8 << 20;
 
 /// One received PUBLISH.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -347,6 +348,31 @@ impl MqttClient {
                 return Some(msg);
             }
         }
+    }
+
+    /// Waits until `count` messages matching `pred` were received (all of history since
+    /// `clear`) and returns them, or those there are after `timeout`.
+    pub fn wait_count(
+        &mut self,
+        pred: impl Fn(&Msg) -> bool,
+        count: usize,
+        timeout: Duration,
+    ) -> Vec<Msg> {
+        let deadline = Instant::now() + timeout;
+        let inbox = self.inbox.get_mut().unwrap_or_else(PoisonError::into_inner);
+        inbox.drain();
+        let mut hits: Vec<Msg> = inbox.history.iter().filter(|m| pred(m)).cloned().collect();
+        while hits.len() < count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(msg) = inbox.rx.recv_timeout(left) else {
+                break;
+            };
+            if pred(&msg) {
+                hits.push(msg.clone());
+            }
+            inbox.history.push(msg);
+        }
+        hits
     }
 
     /// `wait_for` a message on exactly `topic`.

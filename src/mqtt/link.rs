@@ -1,0 +1,69 @@
+//! The MQTT connection's own task: the only place the rumqttc event loop is polled. A
+//! poll is never cancelled half-way (rumqttc's connect is not cancel-safe: a CONNECT
+//! dropped before its CONNACK closes the connection and starts another), so the service
+//! receives what happens over a channel instead of polling in its `select!`. Between
+//! failed attempts the task waits as [`Reconnect`] says.
+
+use std::time::Duration;
+
+use rumqttc::{Event, EventLoop, Outgoing, Packet};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::reconnect::Reconnect;
+
+/// What the connection reports.
+#[derive(Debug)]
+pub enum Link {
+    Event(Event),
+    /// An attempt failed or the connection was lost; the next attempt comes after
+    /// `retry_in`.
+    Lost {
+        error: String,
+        retry_in: Duration,
+        attempt: u32,
+    },
+}
+
+/// Polls `eventloop` until `stop` is cancelled, the receiver is gone, or a DISCONNECT
+/// went out.
+pub async fn run(
+    mut eventloop: EventLoop,
+    mut reconnect: Reconnect,
+    tx: mpsc::Sender<Link>,
+    stop: CancellationToken,
+) {
+    loop {
+        let polled = tokio::select! {
+            _ = stop.cancelled() => return,
+            polled = eventloop.poll() => polled,
+        };
+        match polled {
+            Ok(event) => {
+                if matches!(event, Event::Incoming(Packet::ConnAck(_))) {
+                    reconnect.connected(Instant::now());
+                }
+                let done = matches!(event, Event::Outgoing(Outgoing::Disconnect));
+                if tx.send(Link::Event(event)).await.is_err() || done {
+                    return;
+                }
+            }
+            Err(e) => {
+                let retry_in = reconnect.failed(Instant::now());
+                let lost = Link::Lost {
+                    error: e.to_string(),
+                    retry_in,
+                    attempt: reconnect.attempts(),
+                };
+                if tx.send(lost).await.is_err() {
+                    return;
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(retry_in) => {}
+                }
+            }
+        }
+    }
+}
