@@ -3,7 +3,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all deps build demo test unit bench lint fmt clean arm-test vm-test vm-smoke package-test deb
+.PHONY: all deps build demo test unit bench fuzz soak lint fmt clean arm-test vm-test vm-smoke package-test deb
 
 all: build
 
@@ -31,9 +31,22 @@ test: deps
 unit:
 	$(CARGO) test --locked --lib
 
-# CPU and peak RSS of edgecam vs gst-launch-1.0 on the same pipeline, and resume times.
+# CPU and peak RSS of edgecam vs gst-launch-1.0 on the same pipeline, and resume times
+# over BENCH_RESTARTS (20) upstream restarts next to a gst-launch-1.0 restart loop.
 bench: build
 	python3 scripts/bench.py
+
+# Property tests of the command intake and the configuration loader at 100,000 cases
+# each, then 100,000 malformed commands through mosquitto to a running daemon.
+FUZZ_CASES ?= 100000
+fuzz: deps
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --locked --release --lib -- proptests intake::tests
+	ADVERSARIAL_COMMANDS=$(FUZZ_CASES) $(CARGO) test --locked --test adversarial -- --nocapture
+
+# The daemon for SOAK_SECONDS (3600) with the upstream flapping every 60 s and the broker
+# every 5 min; prints RSS and descriptor growth (figures in docs/reliability.md).
+soak: build
+	python3 scripts/soak.py
 
 # Boots Debian's kernel under qemu (software emulation) with the vivid V4L2 test driver and
 # runs a guest script against its /dev/video0; fetches kernel, qemu and busybox into

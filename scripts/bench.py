@@ -1,66 +1,25 @@
 #!/usr/bin/env python3
 """edgecam benchmark: CPU seconds and peak RSS of `edgecam run` against `gst-launch-1.0`
 running the same 720p30 x264 -> RTSP pipeline for the same time, and how fast a stream
-resumes after the upstream restarts. Prints figures and ratios; asserts nothing.
+resumes after the upstream restarts, for edgecam and for a shell loop that restarts
+gst-launch-1.0 whenever it exits. Prints figures and ratios; asserts nothing.
 
-Everything runs on 127.0.0.1: a local edgecam-upstream receiver gets both streams."""
+Everything runs on 127.0.0.1: a local edgecam-upstream receiver gets every stream."""
 
-import json
 import os
+import shlex
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from procs import BIN, Receiver, free_port  # noqa: E402
+
 DURATION = float(os.environ.get("BENCH_SECONDS", "30"))
-RESTARTS = int(os.environ.get("BENCH_RESTARTS", "5"))
+RESTARTS = int(os.environ.get("BENCH_RESTARTS", "20"))
 WIDTH, HEIGHT, FPS, KBPS, GOP = 1280, 720, 30, 2000, 30
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Receiver:
-    """A real edgecam-upstream process; JSON lines collected by a thread."""
-
-    def __init__(self, port):
-        self.proc = subprocess.Popen(
-            [os.path.join(BIN, "edgecam-upstream"), "--port", str(port)],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        self.events = []
-        self.cond = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-        self.wait_for(lambda e: e["event"] == "listening", 30)
-
-    def _read(self):
-        for line in self.proc.stdout:
-            with self.cond:
-                self.events.append(json.loads(line))
-                self.cond.notify_all()
-
-    def wait_for(self, pred, timeout):
-        deadline = time.time() + timeout
-        with self.cond:
-            while True:
-                for e in self.events:
-                    if pred(e):
-                        return e
-                left = deadline - time.time()
-                if left <= 0:
-                    raise TimeoutError("receiver event did not come")
-                self.cond.wait(left)
-
-    def stop(self, sig=signal.SIGTERM):
-        self.proc.send_signal(sig)
-        self.proc.wait(timeout=10)
 
 
 def measure(cmd, stop_signal):
@@ -73,7 +32,13 @@ def measure(cmd, stop_signal):
         child = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
         for pid in child.stdout.split():
             os.kill(int(pid), stop_signal)
-        proc.wait(timeout=15)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            print(f"{cmd[0]} did not stop within 15 s of the signal; killed (figures include it)")
+            for pid in child.stdout.split():
+                os.kill(int(pid), signal.SIGKILL)
+            proc.wait(timeout=15)
         user, system, rss = t.read().split()[-3:]
         return float(user) + float(system), int(rss)
 
@@ -129,7 +94,7 @@ transport = "tcp"
               f"{ec_rss / gst_rss:9.3f}   <= 1.2")
         print(f"{'frames received':22}{gst_frames:16d}{ec_frames:12d}")
 
-        # Resume time: kill the receiver under a running edgecam, restart it, time the
+        # Resume time: kill the receiver under a running publisher, restart it, time the
         # first frame of the new session from the receiver's `listening`.
         port2 = free_port()
         with open(cfg, "w") as f:
@@ -140,26 +105,52 @@ height = {HEIGHT}
 encoder = "x264"
 upstream = ["rtsp://127.0.0.1:{port2}/bench/resume"]
 """)
-        rx = Receiver(port2)
-        daemon = subprocess.Popen([os.path.join(BIN, "edgecam"), "run", "--config", cfg],
-                                  stderr=subprocess.DEVNULL)
-        try:
-            rx.wait_for(lambda e: e["event"] == "first_frame", 30)
-            times = []
-            for _ in range(RESTARTS):
-                rx.wait_for(lambda e: e["event"] == "stats", 10)
-                rx.stop(signal.SIGKILL)
-                rx = Receiver(port2)
-                listening = rx.events[0]["t"]
-                first = rx.wait_for(lambda e: e["event"] == "first_frame", 30)
-                times.append(first["t"] - listening)
-            rx.stop()
-        finally:
-            daemon.send_signal(signal.SIGTERM)
-            daemon.wait(timeout=10)
-        print(f"{'resume after upstream restart':30} "
-              f"mean {sum(times) / len(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms "
-              f"over {len(times)} restarts (target <= 1000 ms)")
+        ec_times = resume_times(port2, [os.path.join(BIN, "edgecam"), "run", "--config", cfg])
+        port3 = free_port()
+        loop = "while :; do " + " ".join(
+            shlex.quote(a) for a in launch[:-3] + [
+                f"location=rtsp://127.0.0.1:{port3}/bench/resume", "protocols=tcp", "latency=0"]
+        ) + " >/dev/null 2>&1; done"
+        gst_times = resume_times(port3, ["sh", "-c", loop])
+        print()
+        print(f"resume after an upstream restart, {RESTARTS} restarts, ms "
+              "(receiver's listening -> first frame)")
+        print(f"{'':22}{'p50':>8}{'p95':>8}{'max':>8}")
+        for name, times in (("gst-launch loop", gst_times), ("edgecam", ec_times)):
+            print(f"{name:22}{pct(times, 50):8.0f}{pct(times, 95):8.0f}{max(times) * 1000:8.0f}")
+        print(f"edgecam p95 / gst-launch loop p95: {pct(ec_times, 95) / pct(gst_times, 95):.2f}"
+              "   (target: edgecam p95 <= 200 ms)")
+
+
+def pct(times, q):
+    """The q-th percentile of `times` (seconds) in ms, nearest rank."""
+    ordered = sorted(times)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank] * 1000
+
+
+def resume_times(port, cmd):
+    """Runs `cmd` (publishing to 127.0.0.1:port), kills and restarts the receiver there
+    RESTARTS times, and returns each listening -> first frame time in seconds."""
+    rx = Receiver(port)
+    publisher = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 env=dict(os.environ, RUST_LOG="warn"), start_new_session=True)
+    times = []
+    try:
+        rx.wait_for(lambda e: e["event"] == "first_frame", 30)
+        for _ in range(RESTARTS):
+            rx.wait_for(lambda e: e["event"] == "stats", 10)
+            rx.stop(signal.SIGKILL)
+            rx = Receiver(port)
+            listening = rx.events[0]["t"]
+            first = rx.wait_for(lambda e: e["event"] == "first_frame", 30)
+            times.append(first["t"] - listening)
+        rx.stop()
+    finally:
+        # The whole group: the shell loop and whichever gst-launch-1.0 it runs.
+        os.killpg(publisher.pid, signal.SIGTERM)
+        publisher.wait(timeout=10)
+    return times
 
 
 if __name__ == "__main__":

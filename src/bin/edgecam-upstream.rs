@@ -345,6 +345,9 @@ fn ensure_mount(shared: &Arc<Shared>, mounts: &rtsp::RTSPMountPoints, path: &str
     factory.set_launch(LAUNCH);
     factory.set_transport_mode(rtsp::RTSPTransportMode::RECORD);
     factory.set_shared(false);
+    // No jitter-buffer delay: frames are counted and timed as they arrive (the default
+    // 200 ms would be added to every first-frame and age figure).
+    factory.set_latency(0);
     let (sh, p) = (shared.clone(), path.to_string());
     factory.connect_media_configure(move |_, media| configure_media(&sh, &p, media));
     mounts.add_factory(path, factory);

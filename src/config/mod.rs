@@ -2,6 +2,8 @@
 
 mod mqtt;
 pub mod patch;
+#[cfg(test)]
+mod proptests;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -282,9 +284,10 @@ fn cut(s: &str, max: usize) -> String {
     }
 }
 
-/// A configured value as an error message quotes it: in quotes, cut when long.
+/// A configured value as an error message quotes it: credentials of any URL in it
+/// removed, in quotes, cut when long.
 pub fn quote(value: &str) -> String {
-    let quoted = format!("{value:?}");
+    let quoted = format!("{:?}", crate::redact::redact(value));
     if quoted.chars().count() <= QUOTE_MAX {
         quoted
     } else {

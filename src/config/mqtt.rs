@@ -93,7 +93,7 @@ impl MqttConfig {
                 "mqtt.url",
                 format!(
                     "{} is not a URL such as mqtt://127.0.0.1:1883",
-                    quote(&crate::redact::redact(&self.url))
+                    quote(&self.url)
                 ),
             )
         })?;

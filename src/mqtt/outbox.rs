@@ -3,8 +3,8 @@
 //! of being dropped, so a burst of commands never loses a reply. Incoming QoS 1 commands
 //! are acknowledged only once their reply has been handed to the client, in the order
 //! they arrived: the broker then sends no more than its in-flight window, which is the
-//! back-pressure on a flood. Telemetry (health, statistics) is the one thing skipped
-//! while the link is backed up.
+//! back-pressure on a flood. While the link is backed up, telemetry (health, statistics)
+//! is skipped and events wait in their own bounded queue.
 
 use std::collections::VecDeque;
 
@@ -12,8 +12,12 @@ use rumqttc::{AsyncClient, ClientError, Publish, QoS, Request};
 
 /// Telemetry is skipped while more than this many messages wait.
 const TELEMETRY_BACKLOG: usize = 64;
-/// Above this many waiting messages new commands are answered `busy` instead of run.
-pub const BUSY_BACKLOG: usize = 2000;
+/// Events stay in their own bounded queue while more than this many messages wait, so
+/// that replies go first and a flood of commands cannot grow the outbox with events.
+pub const EVENT_BACKLOG: usize = 256;
+/// Above this many waiting messages new commands are answered `busy` instead of run: a
+/// bound on memory under a flood the broker does not throttle (QoS 0 commands).
+pub const BUSY_BACKLOG: usize = 10_000;
 
 /// An incoming QoS 1 message whose acknowledgement waits for its reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

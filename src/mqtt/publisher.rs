@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::homeassistant;
 use super::intake::ReplyTo;
-use super::outbox::Outbox;
+use super::outbox::{EVENT_BACKLOG, Outbox};
 use super::payloads::{self, Info, InfoData, MqttCounters, Reply, StatePayload, StatsPayload};
 use super::topics::Topics;
 use crate::config::{Config, HomeAssistantConfig};
@@ -204,12 +204,15 @@ impl Publisher {
         self.flush_events();
     }
 
-    /// Moves queued events to the outbox, in order, while connected.
+    /// Moves queued events to the outbox, in order, while connected and the link keeps
+    /// up (the queue's own bound applies meanwhile).
     pub fn flush_events(&mut self) {
         if !self.connected {
             return;
         }
-        while let Some(ev) = self.queue.pop_front() {
+        while self.outbox.len() < EVENT_BACKLOG
+            && let Some(ev) = self.queue.pop_front()
+        {
             self.outbox.publish(
                 self.topics.events(),
                 payloads::event(&ev),

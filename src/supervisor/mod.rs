@@ -10,6 +10,7 @@ mod handle;
 mod meta;
 mod output_side;
 pub mod reachability;
+mod status;
 mod stream;
 
 use std::future::Future;

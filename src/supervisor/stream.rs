@@ -17,7 +17,7 @@ use tracing::{error, info};
 
 use super::SupervisorError;
 use super::capture_side::{CaptureEvent, CaptureSide};
-use super::handle::{StreamCommand, StreamHandle, StreamStats};
+use super::handle::{StreamCommand, StreamHandle};
 use super::meta::StreamMeta;
 use super::next_of;
 use super::output_side::{OutputEvent, OutputSide};
@@ -27,7 +27,7 @@ use crate::events::{Events, Kind, Level};
 use crate::pipeline::{CaptureParams, Counters, FeedSlot, RateMeter};
 use crate::policy::{
     CaptureAction, CapturePolicy, CaptureTiming, Feed, OutputAction, OutputPolicy, OutputTiming,
-    Reason, State, Status, transition_event,
+    Reason, State, Status,
 };
 
 const TICK: Duration = Duration::from_millis(200);
@@ -53,19 +53,19 @@ pub struct StreamSupervisor {
     pub(super) config: StreamConfig,
     selector: Arc<Selector>,
     pub(super) events: Events,
-    counters: Arc<Counters>,
+    pub(super) counters: Arc<Counters>,
     commands: mpsc::Receiver<StreamCommand>,
     commands_open: bool,
     pub(super) status: watch::Sender<Status>,
-    meta: watch::Sender<Option<StreamMeta>>,
+    pub(super) meta: watch::Sender<Option<StreamMeta>>,
     pub(super) selection: Option<Selection>,
     /// Encoders given up on at run time, with why, for this stream's life.
     demoted: Vec<Rejection>,
-    rates: RateMeter,
+    pub(super) rates: RateMeter,
     last_rate: Instant,
     /// Restarts counted by sides that no longer exist (a stream restart keeps totals).
-    restarts_before: (u64, u64),
-    ever_streamed: bool,
+    pub(super) restarts_before: (u64, u64),
+    pub(super) ever_streamed: bool,
     was_streaming: bool,
     pub(super) tracker: TaskTracker,
     tuning: Tuning,
@@ -506,127 +506,6 @@ impl StreamSupervisor {
                 self.demoted.pop();
                 s.capture.policy.demotion_refused(now);
             }
-        }
-    }
-
-    /// Derives the stream's status from its two sides; publishes status, meta and the
-    /// event a change means.
-    fn publish(&mut self, s: &Sides) {
-        let now = Instant::now();
-        let upstream = s.output.policy.upstream().to_owned();
-        let status = if let Some(reason) = s.capture.policy.failure() {
-            Status::reconnecting(
-                reason.clone(),
-                s.capture.policy.attempt(),
-                s.capture.policy.retry_in(now),
-                upstream,
-            )
-        } else if let Some(reason) = s.output.policy.failure() {
-            Status::reconnecting(
-                reason.clone(),
-                s.output.policy.attempt(),
-                s.output.policy.retry_in(now),
-                upstream,
-            )
-        } else if s.output.policy.streaming() {
-            Status {
-                upstream: Some(upstream),
-                ..Status::new(State::Streaming)
-            }
-        } else {
-            Status {
-                upstream: Some(upstream),
-                ..Status::new(State::Starting)
-            }
-        };
-        let mut previous = None;
-        self.status.send_if_modified(|current| {
-            let changed = current.state != status.state
-                || current.reason != status.reason
-                || current.attempt != status.attempt
-                || current.upstream != status.upstream;
-            if changed {
-                info!(stream = %self.config.id, status = %status.summary(), "state");
-                previous = Some(std::mem::replace(current, status.clone()));
-            }
-            changed
-        });
-        if let Some(prev) = previous {
-            self.raise_transition(&prev, &status);
-        }
-        if let (Some(selection), Some(capture)) = (&self.selection, s.capture.running()) {
-            let encoded = capture.encoded_caps();
-            let meta = StreamMeta::new(
-                &self.config,
-                selection,
-                s.capture.camera.as_ref(),
-                encoded.as_ref(),
-                capture.raw_caps().as_ref(),
-                s.capture.started_at(),
-            );
-            self.meta.send_if_modified(|current| {
-                let changed = current.as_ref() != Some(&meta) && encoded.is_some();
-                if changed {
-                    *current = Some(meta);
-                }
-                changed
-            });
-        }
-    }
-
-    fn raise_transition(&mut self, prev: &Status, next: &Status) {
-        if let Some((level, mut kind, message)) = transition_event(prev, next) {
-            if kind == Kind::UpstreamRestored && !self.ever_streamed {
-                kind = Kind::StreamStarted;
-            }
-            if next.state == State::Streaming {
-                self.ever_streamed = true;
-            }
-            self.events
-                .raise(level, kind, Some(&self.config.id), message);
-        }
-    }
-
-    pub(super) fn set(&mut self, status: Status) {
-        let prev = self.status.borrow().clone();
-        if prev.state == status.state && prev.reason == status.reason {
-            return;
-        }
-        info!(stream = %self.config.id, status = %status.summary(), "state");
-        self.status.send_replace(status.clone());
-        self.raise_transition(&prev, &status);
-    }
-
-    pub(super) fn stats(&self, sides: Option<&Sides>) -> StreamStats {
-        let now = Instant::now();
-        let status = self.status.borrow().clone();
-        let (fps, bitrate_kbps) = self.rates.rates();
-        let c = &self.counters;
-        StreamStats {
-            id: self.config.id.clone(),
-            state: status.state,
-            reason: status.reason.as_ref().map(|r| r.code().to_owned()),
-            encoder: self.selection.as_ref().map(|s| s.element),
-            upstream: status.upstream.clone(),
-            fps,
-            bitrate_kbps,
-            frames_captured: Counters::get(&c.frames_captured),
-            frames_encoded: Counters::get(&c.frames_encoded),
-            frames_sent: Counters::get(&c.frames_sent),
-            bytes_sent: Counters::get(&c.bytes_sent),
-            dropped: Counters::get(&c.dropped),
-            keyframes: Counters::get(&c.keyframes),
-            last_keyframe_age_ms: c.since_last_keyframe().map(|d| d.as_millis() as u64),
-            latency_ms: c.latency(),
-            output_restarts: self.restarts_before.0
-                + sides.map_or(0, |s| s.output.policy.restarts()),
-            capture_restarts: self.restarts_before.1
-                + sides.map_or(0, |s| s.capture.policy.restarts()),
-            upstream_connected_s: sides
-                .and_then(|s| s.output.policy.connected_for(now))
-                .map(|d| d.as_secs_f64()),
-            capture_failed_runs: sides.map_or(0, |s| s.capture.policy.failed_runs()),
-            escalated: sides.is_some_and(|s| s.capture.policy.escalated()),
         }
     }
 }
