@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use super::error::StartError;
 use super::reachability;
 use super::{Events, next_bus, next_of};
 use crate::config::Transport;
@@ -33,7 +34,7 @@ const SWITCH_CLOSE: Duration = Duration::from_millis(1400);
 /// What the output side's I/O reports.
 pub(super) enum OutputEvent {
     Bus(BusEvent),
-    Started(Result<(Output, Events), String>),
+    Started(Result<(Output, Events), StartError>),
     /// Probe `id` found this upstream (an index into the list) accepting connections.
     Probed(u64, Option<usize>),
 }
@@ -46,7 +47,7 @@ pub(super) struct OutputSide {
     slot: Arc<FeedSlot>,
     pub policy: OutputPolicy,
     session: Option<Session>,
-    starting: Option<BoxFuture<'static, Result<(Output, Events), String>>>,
+    starting: Option<BoxFuture<'static, Result<(Output, Events), StartError>>>,
     probe: Option<BoxFuture<'static, (u64, Option<usize>)>>,
     tracker: TaskTracker,
 }
@@ -156,11 +157,7 @@ impl OutputSide {
                     Ok::<_, crate::pipeline::PipelineError>((output, events))
                 })
                 .await;
-                match built {
-                    Ok(Ok(b)) => Ok(b),
-                    Ok(Err(e)) => Err(redact(&e.to_string())),
-                    Err(e) => Err(e.to_string()),
-                }
+                Ok(built??)
             }
             .boxed(),
         );
@@ -168,7 +165,11 @@ impl OutputSide {
 
     /// Takes a started session, or reports the failure. Returns true when a session
     /// started (the encoder must send a keyframe now).
-    pub fn on_started(&mut self, now: Instant, result: Result<(Output, Events), String>) -> bool {
+    pub fn on_started(
+        &mut self,
+        now: Instant,
+        result: Result<(Output, Events), StartError>,
+    ) -> bool {
         match result {
             Ok((output, events)) => {
                 self.slot.attach(output.feed().clone());
@@ -176,7 +177,9 @@ impl OutputSide {
                 self.policy.started(now, self.frames_sent());
                 true
             }
-            Err(message) => {
+            Err(e) => {
+                // A pipeline error may quote the URL with its credentials.
+                let message = redact(&e.to_string());
                 warn!(stream = %self.id, error = %message, "output could not start");
                 self.policy.start_failed(now, message);
                 false
