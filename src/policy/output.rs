@@ -282,10 +282,25 @@ impl OutputPolicy {
         let was_streaming = matches!(self.phase, Phase::Streaming { .. });
         let id = self.next_probe_id;
         self.next_probe_id += 1;
+        let message = message.unwrap_or_else(|| "connection closed".into());
+        // Until the probe answers, the failure is what the session's end says; the probe
+        // may then find the upstream unreachable.
+        let upstream = self.upstream().to_owned();
+        self.failure = Some(if was_streaming {
+            Reason::UpstreamLost {
+                upstream,
+                message: message.clone(),
+            }
+        } else {
+            Reason::UpstreamRefused {
+                upstream,
+                message: message.clone(),
+            }
+        });
         self.phase = Phase::Classifying {
             probe: id,
             was_streaming,
-            message: message.unwrap_or_else(|| "connection closed".into()),
+            message,
         };
         OutputAction::Probe {
             id,

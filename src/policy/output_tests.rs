@@ -34,9 +34,19 @@ fn stream_on(p: &mut OutputPolicy, index: usize, sent: &mut u64) {
 
 /// Ends the running session and answers the classification probe with `reachable`.
 fn lose(p: &mut OutputPolicy, reachable: bool) {
+    let was_streaming = p.streaming();
     let OutputAction::Probe { id, upstreams } = p.session_ended(Some("eof".into())) else {
         panic!("a failure is classified by a probe");
     };
+    // The failure shows at once, before the probe answers (a streaming session's end is
+    // a loss, so the stream leaves `streaming` for `reconnecting` in one step).
+    let provisional = if was_streaming {
+        "upstream_lost"
+    } else {
+        "upstream_refused"
+    };
+    assert_eq!(p.failure().map(Reason::code), Some(provisional));
+    assert!(!p.streaming());
     assert_eq!(upstreams, vec![p.current()]);
     let found = reachable.then_some(p.current());
     p.probe_result(Instant::now(), id, found);
