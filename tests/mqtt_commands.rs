@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::broker::Broker;
@@ -132,9 +132,10 @@ impl Rig {
             .map(|m| m.json())
     }
 
-    /// How many messages the client has received: a mark for `meta_since`.
-    fn mark(&self) -> usize {
-        self.mqtt.messages().len()
+    /// How many messages the client has received: a mark for `meta_since` and
+    /// `stats_since`.
+    fn mark(&mut self) -> usize {
+        self.mqtt.mark()
     }
 
     /// Waits until `cam0` publishes meta saying `kbps` (within a tick of the change)
@@ -143,13 +144,33 @@ impl Rig {
     fn meta_since(&mut self, mark: usize, kbps: u32) -> Value {
         let topic = self.topic("streams/cam0/meta");
         let says = |m: &Msg| m.topic == topic && m.json()["bitrate_kbps"] == kbps;
-        // Earlier waits may have skipped it already: look at the history first.
-        if !self.mqtt.messages()[mark..].iter().any(says) {
-            self.mqtt
-                .wait_for(says, WAIT)
-                .unwrap_or_else(|| panic!("meta never showed {kbps} kbit/s"));
-        }
+        // Earlier waits may have skipped it already: `wait_since` looks at all of it.
+        self.mqtt
+            .wait_since(mark, says, WAIT)
+            .unwrap_or_else(|| panic!("meta never showed {kbps} kbit/s"));
         self.retained_meta()
+    }
+
+    /// A `cam0` stats report collected after the `mark`ed message: the second one
+    /// received after it (the first may have been collected just before).
+    fn stats_since(&mut self, mark: usize) -> Value {
+        let topic = self.topic("streams/cam0/stats");
+        self.mqtt
+            .wait_since(mark, |m| m.topic == topic, WAIT)
+            .expect("no stats after the mark");
+        // `wait_since` moved the position past the first one.
+        self.mqtt
+            .wait_for(|m| m.topic == topic, WAIT)
+            .expect("no second stats after the mark")
+            .json()
+    }
+
+    /// Whether `P/status` said `offline` after the `mark`ed message.
+    fn went_offline_since(&self, mark: usize) -> bool {
+        let topic = self.topic("status");
+        self.mqtt.messages()[mark..]
+            .iter()
+            .any(|m| m.topic == topic && m.text() == "offline")
     }
 
     /// The retained `cam0` meta, as a new subscriber gets it.
@@ -242,12 +263,19 @@ fn ping_info_and_config_get_answer_with_the_id_and_no_credentials() {
     assert!(!reply.to_string().contains("user:"), "userinfo in {reply}");
 
     // Restarting the daemon must be allowed by name; `*` does not grant it.
+    let mark = rig.mark();
     let message = rig.fails("daemon.restart", r#"{"id": 9}"#, "forbidden");
     assert!(message.contains("daemon.restart"), "{message}");
     assert_eq!(rig.cmd("ping", "{}")["ok"], true, "daemon still answers");
+    // A restart would be logged before the exit, and say `offline` on the way out.
+    let log = rig.daemon.log();
     assert!(
-        rig.daemon.wait_exit(Duration::from_millis(200)).is_none(),
-        "a forbidden daemon.restart ended the daemon"
+        !log.contains("restart requested"),
+        "a forbidden daemon.restart restarts:\n{log}"
+    );
+    assert!(
+        !rig.went_offline_since(mark),
+        "a forbidden daemon.restart went offline"
     );
 
     for m in rig.mqtt.messages() {
@@ -263,9 +291,10 @@ fn ping_info_and_config_get_answer_with_the_id_and_no_credentials() {
 
 #[test]
 fn keyframe_forces_an_idr_now_and_snapshot_is_a_jpeg_of_the_stream() {
-    // A GOP of 300 frames at 30 fps: without the command the next IDR is 10 s away.
+    // A GOP of 900 frames at 30 fps: without the command the next IDR is 30 s away.
+    const GOP_S: f64 = 30.0;
     let mut rig = Rig::start("cmd-keyframe", "", |url| {
-        stream("cam0", "test", &url, 800, 300)
+        stream("cam0", "test", &url, 800, 900)
     });
     let before = rig
         .rx
@@ -286,15 +315,15 @@ fn keyframe_forces_an_idr_now_and_snapshot_is_a_jpeg_of_the_stream() {
             .rx
             .wait_for(
                 |v| v["event"] == "stats" && v["keyframes"].as_u64().is_some_and(|n| n > k),
-                Duration::from_secs(3),
+                WAIT,
             )
             .unwrap_or_else(|| panic!("round {round}: no keyframe after the command"));
-        // The command went out right after `last`; stats come every second, so a
-        // keyframe within 1 s of the command shows in the line 1 s (at most 2 s) later.
+        // The command went out right after `last`; stats come every second. The bound
+        // tells a forced keyframe from a natural one (30 s apart), not how fast it is.
         let dt = after["t"].as_f64().unwrap_or(f64::MAX) - last["t"].as_f64().unwrap_or(0.0);
-        assert!(dt <= 2.1, "round {round}: keyframe seen {dt:.2} s later");
+        assert!(dt <= 5.0, "round {round}: keyframe seen {dt:.2} s later");
         assert!(
-            after["elapsed_s"].as_f64().is_some_and(|e| e < 9.0),
+            after["elapsed_s"].as_f64().is_some_and(|e| e < GOP_S - 5.0),
             "round {round}: too late to tell from a natural keyframe: {after}"
         );
         assert_eq!(after["keyframes"].as_u64(), Some(k + 1), "{after}");
@@ -354,7 +383,6 @@ fn bitrate_changes_live_without_restarting_anything() {
         json!({"stream": "cam0", "kbps": 1600, "applied": "live"}),
         "{reply}"
     );
-    let changed_at = Instant::now();
     let after = rig.wait_stats(near(1600.0), WAIT).unwrap_or_else(|| {
         panic!("stats never showed ~1600 kbit/s; last: {:?}", {
             let topic = rig.topic("streams/cam0/stats");
@@ -366,7 +394,6 @@ fn bitrate_changes_live_without_restarting_anything() {
                 .map(|m| m.text())
         })
     });
-    assert!(changed_at.elapsed() <= WAIT);
     assert_untouched_stats(&after);
 
     // The publish session carried on: still the first one, never ended.
@@ -533,25 +560,34 @@ fn config_set_persists_survives_a_restart_and_bad_patches_change_nothing() {
     }
     rig.fails("config.set", r#"{"id": 3}"#, "invalid_argument");
     assert_eq!(rig.ok("config.get", "{}")["stream"][0]["bitrate_kbps"], 900);
-    let stats = rig
-        .wait_stats(|_| true, WAIT)
-        .expect("stats after the bad patches");
+    let mark = rig.mark();
+    let stats = rig.stats_since(mark);
     assert_untouched_stats(&stats);
     assert_eq!(rig.rx.events_named("session_start").len(), 1);
     assert!(rig.rx.events_named("session_end").is_empty());
 
+    let mark = rig.mark();
     rig.daemon.restart();
-    rig.wait_status("offline");
+    let status = rig.topic("status");
+    rig.mqtt
+        .wait_since(mark, |m| m.topic == status && m.text() == "offline", WAIT)
+        .expect("no offline at the restart");
+    // `wait_since` moved the position past `offline`: this `online` is the new process's.
     rig.wait_status("online");
     assert_eq!(rig.ok("config.get", "{}")["stream"][0]["bitrate_kbps"], 900);
-    // The client's subscription is live, so this meta is the new process's own.
+    // The client's subscription is live, so this meta is the new process's own. It comes
+    // after the `state` the new process publishes on connecting.
     let topic = rig.topic("streams/cam0/meta");
     let meta = rig
         .mqtt
         .wait_topic(&topic, WAIT)
         .expect("no meta after the restart");
     assert_eq!(meta.json()["bitrate_kbps"], 900, "{}", meta.text());
-    rig.wait_state("streaming");
+    // The state now, which may have reached `streaming` before this wait.
+    let state = rig.topic("streams/cam0/state");
+    rig.mqtt
+        .wait_latest(&state, |m| m.json()["state"] == "streaming", WAIT)
+        .expect("cam0 not streaming after the restart");
 }
 
 #[test]
@@ -586,10 +622,11 @@ fn the_allowlist_refuses_what_it_does_not_name() {
         &stream("cam0", "test", &upstream, 800, 30),
     );
     let mut mqtt = MqttClient::connect(&broker.url(), &[&format!("edgecam/{device}/#")]);
-    let mut daemon = Daemon::start(&toml, &[]);
+    let daemon = Daemon::start(&toml, &[]);
     let status = format!("edgecam/{device}/status");
     mqtt.wait_for(|m| m.topic == status && m.text() == "online", WAIT)
         .expect("online");
+    let mark = mqtt.mark();
     let mut cmd = |name: &str, payload: &str| {
         mqtt.request(
             &format!("edgecam/{device}/cmd/{name}"),
@@ -614,7 +651,20 @@ fn the_allowlist_refuses_what_it_does_not_name() {
     // A name that is no command at all is unknown, allowed or not.
     let reply = cmd("stream.explode", "{}");
     assert_eq!(reply["error"]["code"], "unknown_command", "{reply}");
-    assert!(daemon.wait_exit(Duration::from_millis(200)).is_none());
+    // The refused daemon.restart did not run: it would be logged, and say `offline`.
+    assert_eq!(
+        cmd("ping", r#"{"id": 3}"#)["ok"],
+        true,
+        "daemon still answers"
+    );
+    let log = daemon.log();
+    assert!(!log.contains("restart requested"), "{log}");
+    assert!(
+        !mqtt.messages()[mark..]
+            .iter()
+            .any(|m| m.topic == status && m.text() == "offline"),
+        "the daemon went offline"
+    );
 }
 
 #[test]
@@ -680,7 +730,8 @@ fn bad_requests_get_their_code_and_change_nothing() {
     rig.fails("camera.controls", r#"{"stream": "cam0"}"#, "unavailable");
 
     // Nothing moved: same session, no restarts, no other state, same bitrate and file.
-    let stats = rig.wait_stats(|_| true, WAIT).expect("stats");
+    let mark = rig.mark();
+    let stats = rig.stats_since(mark);
     assert_untouched_stats(&stats);
     let rx_stats = rig.rx_stats();
     assert_eq!(rx_stats["session"], 1, "{rx_stats}");

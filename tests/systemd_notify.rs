@@ -2,7 +2,7 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::daemon::{Daemon, stream_config};
 use support::receiver::Receiver;
@@ -50,23 +50,36 @@ fn watchdog_keeps_pinging_while_a_lost_camera_is_being_handled() {
         "source = \"test\"",
         "source = \"/dev/video-edgecam-missing\"",
     );
+    const INTERVAL: Duration = Duration::from_secs(1);
     let mut daemon = Daemon::start(&config, &[("WATCHDOG_USEC", "1000000")]);
     daemon
         .wait_note(|l| l == "READY=1", Duration::from_secs(10))
         .expect("READY=1");
+    // The watchdog's first check comes right after READY=1 (bounded by the 500 ms a
+    // stream has to answer it), and gives each stream one interval of grace from then;
+    // checks come every half interval. A ping that arrives after `grace_over` was
+    // decided past the grace.
+    let grace_over = Instant::now() + INTERVAL + INTERVAL / 2;
     daemon
         .wait_note(
             |l| l.contains("cam0: camera_lost (capture_error"),
             Duration::from_secs(10),
         )
         .expect("camera loss reported");
-    // Past the first interval (start-up grace), pings go on: two in three intervals.
-    daemon.wait_note(|_| false, Duration::from_millis(1500));
-    daemon.clear_notes();
-    for n in 1..=2 {
+    // Pings go on, each within one and a half intervals of the last, through the grace
+    // and past it: two that come after it.
+    let mut past_grace = 0;
+    while past_grace < 2 {
         daemon.clear_notes();
         daemon
-            .wait_note(|l| l == "WATCHDOG=1", Duration::from_millis(1500))
-            .unwrap_or_else(|| panic!("watchdog ping {n} missing while the camera is lost"));
+            .wait_note(|l| l == "WATCHDOG=1", INTERVAL + INTERVAL / 2)
+            .unwrap_or_else(|| {
+                panic!(
+                    "watchdog ping missing while the camera is lost ({past_grace} past the grace)"
+                )
+            });
+        if Instant::now() >= grace_over {
+            past_grace += 1;
+        }
     }
 }

@@ -42,6 +42,18 @@ wait_gone() {
   done
 }
 
+# wait_line FILE ERE [TIMEOUT_S [PID]]: until FILE has a line matching the extended
+# regular expression ERE (default 10 s); fails at once when process PID (if given) is gone.
+wait_line() {
+  _t=$(( ${3:-10} * 10 ))
+  until grep -qE "$2" "$1" 2>/dev/null; do
+    [ -z "${4:-}" ] || kill -0 "$4" 2>/dev/null || return 1
+    _t=$((_t - 1))
+    [ "$_t" -gt 0 ] || return 1
+    sleep 0.1
+  done
+}
+
 # What a node is, from its sysfs name: vid-cap, vid-out, meta-cap, meta-out, ...
 node_kind() {
   _n=$(cat "/sys/class/video4linux/$(basename "$1")/name" 2>/dev/null) || return 1

@@ -15,12 +15,18 @@ mkdir -p $DUMP
 capture() {
   gst-launch-1.0 -q v4l2src device=$CAP num-buffers="$1" ! "${2:-video/x-raw,width=640,height=360}" ! fakesink >/dev/null
 }
-# stream_start LOG: an endless capture in the background; its pid in $gst.
+# stream_start LOG: an endless capture in the background, its pid in $gst; returns once
+# buffers reach the sink (-v prints fakesink's last-message, "chain", for each one).
 stream_start() {
-  gst-launch-1.0 v4l2src device=$CAP ! video/x-raw,width=640,height=360,framerate=30/1 ! fakesink >"$1" 2>&1 &
+  gst-launch-1.0 -v v4l2src device=$CAP ! video/x-raw,width=640,height=360,framerate=30/1 ! fakesink silent=false >"$1" 2>&1 &
   gst=$!
-  sleep 4
-  kill -0 "$gst" 2>/dev/null || { cat "$1"; fail "the background capture died at once"; }
+  _st=$(now)
+  if ! wait_line "$1" 'last-message = chain' 15 "$gst"; then
+    grep -v 'last-message' "$1" | tail -20
+    kill -0 "$gst" 2>/dev/null || fail "the background capture died before its first buffer"
+    fail "no buffer from the background capture within 15 s"
+  fi
+  echo "background capture streaming $(since "$_st") s after its start"
 }
 # stream_stop LOG: waits up to 3 s for the capture to end by itself, then kills it.
 stream_stop() {
