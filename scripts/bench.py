@@ -6,6 +6,7 @@ gst-launch-1.0 whenever it exits. Prints figures and ratios; asserts nothing.
 
 Everything runs on 127.0.0.1: a local edgecam-upstream receiver gets every stream."""
 
+import math
 import os
 import shlex
 import signal
@@ -125,7 +126,7 @@ upstream = ["rtsp://127.0.0.1:{port2}/bench/resume"]
 def pct(times, q):
     """The q-th percentile of `times` (seconds) in ms, nearest rank."""
     ordered = sorted(times)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    rank = max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))
     return ordered[rank] * 1000
 
 
