@@ -102,16 +102,29 @@ impl Streams {
             }
             result.insert(id, StreamChange::Stopped);
         }
-        for stream in &new.streams {
-            let outcome = match (old.stream(&stream.id), self.find(&stream.id)) {
-                // The supervisor compares with what it runs (a live stream.bitrate may
-                // differ from the file).
-                (Some(_), Some(handle)) if named.contains(&stream.id) => {
-                    match handle.reconfigure(stream.clone()).await {
+        // The named running streams take the change concurrently, each within its own
+        // command timeout, so one stream that does not answer delays no other.
+        let reconfigured = futures_util::future::join_all(
+            new.streams
+                .iter()
+                .filter(|s| old.stream(&s.id).is_some() && named.contains(&s.id))
+                .filter_map(|s| self.find(&s.id).map(|h| (h, s.clone())))
+                .map(|(handle, stream)| async move {
+                    let change = match handle.reconfigure(stream.clone()).await {
                         Ok(applied) => StreamChange::Applied(applied),
                         Err(e) => StreamChange::Error(format!("error: {e}")),
-                    }
-                }
+                    };
+                    (stream.id, change)
+                }),
+        )
+        .await;
+        result.extend(reconfigured);
+        for stream in &new.streams {
+            if result.contains_key(&stream.id) {
+                continue;
+            }
+            let outcome = match (old.stream(&stream.id), self.find(&stream.id)) {
+                // Running and not named by the change: left as it runs.
                 (Some(_), Some(_)) => StreamChange::Applied(Applied::Unchanged),
                 _ => {
                     self.spawn(stream.clone());

@@ -288,10 +288,21 @@ impl StreamSupervisor {
         }
     }
 
+    /// `selection` with the encoders demoted at run time listed among the rejected (the
+    /// selector leaves them out without saying so).
+    fn with_demoted(&self, mut selection: Selection) -> Selection {
+        selection
+            .rejected
+            .retain(|r| !self.demoted.iter().any(|d| d.element == r.element));
+        selection.rejected.extend(self.demoted.iter().cloned());
+        selection
+    }
+
     fn on_selected(&mut self, phase: &mut Phase, result: Result<Selection, EncoderError>) {
         let id = self.config.id.clone();
         match result {
             Ok(selection) => {
+                let selection = self.with_demoted(selection);
                 if !selection.hardware && selection.rejected.iter().any(|r| r.element != "x264enc")
                 {
                     let tried: Vec<_> = selection.rejected.iter().map(|r| r.element).collect();
@@ -481,7 +492,8 @@ impl StreamSupervisor {
         s.reselecting = None;
         let now = Instant::now();
         match result {
-            Ok(mut selection) => {
+            Ok(selection) => {
+                let selection = self.with_demoted(selection);
                 let previous = self.demoted.last().cloned();
                 if let Some(p) = &previous {
                     self.events.raise(
@@ -491,10 +503,6 @@ impl StreamSupervisor {
                         format!("{} {}; using {}", p.element, p.reason, selection.element),
                     );
                 }
-                selection
-                    .rejected
-                    .retain(|r| !self.demoted.iter().any(|d| d.element == r.element));
-                selection.rejected.extend(self.demoted.iter().cloned());
                 s.capture
                     .restart_with(selection.kind.spec(&self.params()))
                     .await;
