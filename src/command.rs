@@ -98,7 +98,7 @@ pub fn is_valid_name(name: &str) -> bool {
 /// and the daemon's do not wait for them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Lane {
-    /// Answered from what the daemon already knows; never waits for a stream.
+    /// Answered at once from what the daemon already knows; never waits for a stream.
     Query,
     /// Changes the daemon as a whole (configuration, restart).
     Daemon,

@@ -59,7 +59,9 @@ fn malformed(n: usize, rng: &mut fastrand::Rng) -> (String, Vec<u8>) {
         8 => format!(r#"{{{id}, "patch": {{"stream": {{"cam0": {{"width": -{n}}}}}}}}}"#)
             .into_bytes(),
         // Oversized (occasionally: 70 KiB).
-        9 if n.is_multiple_of(50) => format!(r#"{{{id}, "pad": "{}"}}"#, "x".repeat(70_000)).into_bytes(),
+        9 if n.is_multiple_of(50) => {
+            format!(r#"{{{id}, "pad": "{}"}}"#, "x".repeat(70_000)).into_bytes()
+        }
         // Deep nesting.
         9 => format!("{}{}", "[".repeat(200), "]".repeat(200)).into_bytes(),
         // Empty controls, missing arguments.

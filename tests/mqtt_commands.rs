@@ -231,8 +231,8 @@ fn ping_info_and_config_get_answer_with_the_id_and_no_credentials() {
         (reply["id"].as_u64(), &reply["ok"]),
         (Some(42), &json!(true))
     );
-    // An empty payload is an empty request.
-    let reply = rig.cmd("ping", "");
+    // Only whitespace is an empty request.
+    let reply = rig.cmd("ping", " \n");
     assert_eq!((&reply["id"], &reply["ok"]), (&Value::Null, &json!(true)));
 
     let info = rig.ok("info", r#"{"id": 1}"#);
@@ -608,6 +608,23 @@ fn daemon_restart_when_allowed_replies_then_exits_75_and_goes_offline() {
     rig.wait_status("offline");
     let log = rig.daemon.log();
     assert!(log.contains("restart requested"), "{log}");
+
+    // Started again (as systemd would), with the same persistent session: the broker
+    // must not deliver the restart command again, so the daemon stays up.
+    rig.daemon.restart();
+    rig.wait_status("online");
+    rig.wait_state("streaming");
+    assert_eq!(rig.cmd("ping", r#"{"id": "after"}"#)["ok"], true);
+    let log = rig.daemon.log();
+    assert_eq!(
+        log.matches("restart requested").count(),
+        1,
+        "restarted twice:\n{log}"
+    );
+    assert!(
+        rig.daemon.wait_exit(Duration::ZERO).is_none(),
+        "the daemon exited again"
+    );
 }
 
 #[test]

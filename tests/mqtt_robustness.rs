@@ -75,7 +75,8 @@ fn reconnects_back_off_against_a_broker_that_refuses_every_connection() {
 #[test]
 fn oversized_and_retained_commands_neither_run_nor_drop_the_connection() {
     let broker = Broker::start();
-    // Left retained on cmd/ before the daemon connects: a stop and an oversized ping.
+    // Left retained on cmd/ before the daemon connects: a stop, an oversized ping and a
+    // restart (allowed below).
     {
         let admin = MqttClient::connect(&broker.url(), &[]);
         admin.publish(
@@ -88,12 +89,17 @@ fn oversized_and_retained_commands_neither_run_nor_drop_the_connection() {
             "x".repeat(2 << 20)
         );
         admin.publish("edgecam/rb-big/cmd/ping", big.as_bytes(), true);
+        admin.publish(
+            "edgecam/rb-big/cmd/daemon.restart",
+            br#"{"id": "retained-restart"}"#,
+            true,
+        );
     }
     let mut rig = Rig::start_on(
         broker,
         "rb-big",
         "",
-        "",
+        r#"commands_allow = ["*", "daemon.restart"]"#,
         |rx| stream("cam0", &rx.url("/rb-big/cam0")),
         &[],
     );
@@ -103,7 +109,7 @@ fn oversized_and_retained_commands_neither_run_nor_drop_the_connection() {
     for _ in 0..2 {
         health = rig.health();
     }
-    assert_eq!(health["mqtt"]["ignored_retained"], 2, "{health}");
+    assert_eq!(health["mqtt"]["ignored_retained"], 3, "{health}");
     assert_eq!(health["mqtt"]["reconnects"], 0, "{health}");
     let replies: Vec<_> = rig
         .mqtt
@@ -123,6 +129,26 @@ fn oversized_and_retained_commands_neither_run_nor_drop_the_connection() {
             .filter(|m| m.topic == topic)
             .all(|m| m.json()["state"] != "stopped"),
         "a retained stream.stop stopped the stream"
+    );
+
+    // Clearing the retained restart (an empty retained message) reaches the daemon as an
+    // empty message: ignored too, not run as `{}`.
+    let mark = rig.mqtt.mark();
+    rig.mqtt
+        .publish(&rig.topic("cmd/daemon.restart"), b"", true);
+    let health = rig
+        .mqtt
+        .wait_since(
+            mark,
+            |m| m.topic.ends_with("/health") && m.json()["mqtt"]["ignored_retained"] == 4,
+            WAIT,
+        )
+        .expect("the empty message is counted as ignored")
+        .json();
+    assert_eq!(health["mqtt"]["commands_received"], 4, "{health}");
+    assert!(
+        !rig.daemon.log().contains("restart requested"),
+        "the clearing restarted the daemon"
     );
 
     // A live 2 MiB command: a typed error, and the connection stays up.

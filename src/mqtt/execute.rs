@@ -99,6 +99,21 @@ impl Executor {
             .raise(level, Kind::Command, None, format!("{name}: {what}"));
     }
 
+    /// Answers a query (`ping`, `info`, `config.get`) from what the daemon already knows,
+    /// without waiting for anything; `None` for any other request.
+    pub fn query(&self, request: &Request) -> Option<Outcome> {
+        let result = match request {
+            Request::Ping(_) => serde_json::json!({"pong": true}),
+            Request::Info(_) => value(payloads::Info::new(&self.daemon.config(), &self.info)),
+            Request::ConfigGet(_) => redacted_config(&self.daemon),
+            _ => return None,
+        };
+        Some(Outcome {
+            result,
+            ..Outcome::default()
+        })
+    }
+
     async fn dispatch(&self, request: &Request) -> Result<Outcome, CommandError> {
         let done = |result: Value| {
             Ok(Outcome {
@@ -107,12 +122,9 @@ impl Executor {
             })
         };
         match request {
-            Request::Ping(_) => done(serde_json::json!({"pong": true})),
-            Request::Info(_) => done(value(payloads::Info::new(
-                &self.daemon.config(),
-                &self.info,
-            ))),
-            Request::ConfigGet(_) => done(redacted_config(&self.daemon)),
+            Request::Ping(_) | Request::Info(_) | Request::ConfigGet(_) => {
+                Ok(self.query(request).unwrap_or_default())
+            }
             Request::ConfigSet(a) => match self.daemon.set_config(a.patch.clone()).await {
                 Ok(change) => done(value(change)),
                 Err(DaemonError::Invalid(i)) => Err(err(

@@ -1,7 +1,7 @@
 //! Where commands run. Each [`Lane`] is a tracked task taking its commands one at a
-//! time, in arrival order: one lane answers queries, one runs daemon-wide changes, and
-//! each stream has its own. A stream that is slow to answer delays only its own
-//! commands; `ping` never waits for a stream.
+//! time, in arrival order: one runs daemon-wide changes, and each stream has its own. A
+//! stream that is slow to answer delays only its own commands. Queries (`ping`, `info`,
+//! `config.get`) need no lane: the service answers them as they arrive.
 
 use std::collections::HashMap;
 

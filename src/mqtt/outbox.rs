@@ -104,6 +104,12 @@ impl Outbox {
         }
     }
 
+    /// Whether the acknowledgement of `token` still waits (its message, or an earlier
+    /// one, is not handled yet).
+    pub fn is_held(&self, token: AckToken) -> bool {
+        self.held.iter().any(|h| h.token == token.0)
+    }
+
     /// The connection is gone: the broker will send unacknowledged messages again, and
     /// acknowledgements of the old connection's packet ids must not be sent.
     pub fn connection_lost(&mut self) {
@@ -196,7 +202,12 @@ mod tests {
         o.release(b);
         assert_eq!(o.len(), 1, "ack 2 held back behind message 1");
         o.publish("r/1".into(), b"one".to_vec(), QoS::AtLeastOnce, false);
+        assert!(
+            o.is_held(b.expect("QoS 1 is held")),
+            "released but behind message 1"
+        );
         o.release(a);
+        assert!(!o.is_held(b.expect("QoS 1 is held")));
         assert_eq!(o.len(), 4);
         o.drain(&client);
         assert_eq!(o.len(), 2, "the client took what fits");

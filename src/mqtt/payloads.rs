@@ -179,13 +179,15 @@ pub struct HealthPayload<'a> {
 /// What the MQTT service counts; published in `health`.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct MqttCounters {
-    /// Connections re-established after a loss.
+    /// Connections made again after a loss (each outage once, however many attempts).
     pub reconnects: u64,
-    /// Events dropped because the queue was full while disconnected.
+    /// Events dropped, oldest first, because their queue was full (while disconnected
+    /// or while the link was backed up) or because the service fell behind.
     pub dropped_events: u64,
-    /// Messages received on `cmd/` (each gets one reply, unless retained).
+    /// Messages received on `cmd/` (each gets one reply, unless ignored).
     pub commands_received: u64,
-    /// Retained messages found on `cmd/` and not run (commands are not state).
+    /// Retained or empty messages on `cmd/`, not run (commands are not state; an empty
+    /// message is how a retained one is cleared).
     pub ignored_retained: u64,
     /// Commands answered `unavailable` (busy) without running.
     pub busy: u64,

@@ -20,7 +20,7 @@ use super::intake::{Code, Intake, ReplyTo, err, intake};
 use super::lanes::{Done, Job, Lanes};
 use super::link::{self, Link};
 use super::options;
-use super::outbox::BUSY_BACKLOG;
+use super::outbox::{AckToken, BUSY_BACKLOG};
 use super::payloads::InfoData;
 use super::publisher::Publisher;
 use super::reconnect::Reconnect;
@@ -119,6 +119,7 @@ impl Service {
             .tracker
             .spawn(link::run(eventloop, reconnect, link_tx, link_stop.clone()));
         let mut lost_at: Option<Instant> = None;
+        let mut restart: Option<Restart> = None;
         let mut tick = tokio::time::interval(TICK);
         let mut health = tokio::time::interval(Duration::from_secs(u64::from(
             self.config.health_interval_s,
@@ -161,7 +162,11 @@ impl Service {
                     Err(broadcast::error::RecvError::Lagged(n)) => p.counters.dropped_events += n,
                     Err(broadcast::error::RecvError::Closed) => {}
                 },
-                Some(done) = done_rx.recv() => on_done(&mut p, &self.daemon, &self.tracker, done),
+                Some(done) = done_rx.recv() => {
+                    if let Some(r) = on_done(&mut p, done) {
+                        restart = Some(r);
+                    }
+                }
                 Some(round) = stats_rx.recv() => {
                     stats_in_flight = false;
                     for (id, r) in round {
@@ -204,10 +209,17 @@ impl Service {
             if p.connected {
                 p.outbox.drain(&client);
             }
+            if restart.as_ref().is_some_and(|r| r.due(&p)) {
+                restart = None;
+                let daemon = self.daemon.clone();
+                self.tracker.spawn(async move {
+                    let _ = daemon.restart().await;
+                });
+            }
         }
-        // Replies already produced (e.g. to daemon.restart) go out before the goodbye.
+        // Replies already produced go out before the goodbye.
         while let Ok(done) = done_rx.try_recv() {
-            on_done(&mut p, &self.daemon, &self.tracker, done);
+            on_done(&mut p, done);
         }
         if p.connected {
             goodbye(&mut p, &client, &mut link_rx, link).await;
@@ -246,12 +258,14 @@ fn on_message(
         return;
     };
     p.counters.commands_received += 1;
-    if msg.retain {
-        // A retained command would run again on every reconnect.
+    if msg.retain || msg.payload.is_empty() {
+        // A retained command would run again on every reconnect; an empty message is how a
+        // retained one is cleared, and reaches live subscribers as an ordinary message.
         p.counters.ignored_retained += 1;
         warn!(
             topic_bytes = msg.topic.len(),
-            "retained message on cmd/ ignored: commands are events, not state"
+            retained = msg.retain,
+            "retained or empty message on cmd/ ignored: commands are events, not state"
         );
         p.outbox.release(ack);
         return;
@@ -271,6 +285,12 @@ fn on_message(
         }
         Intake::Run { id, request } => {
             let name = request.name();
+            // Queries need nothing but what the daemon knows: answered here, in order.
+            if let Some(outcome) = executor.query(&request) {
+                p.reply(&ReplyTo::command(name), &id, Ok(&outcome.result));
+                p.outbox.release(ack);
+                return;
+            }
             if let Lane::Stream(stream) = request.lane()
                 && daemon.stream(&stream).is_none()
             {
@@ -303,8 +323,13 @@ fn on_message(
 
 /// A command ran: its snapshot, its reply, then its acknowledgement; a restart once the
 /// reply is queued.
-fn on_done(p: &mut Publisher, daemon: &DaemonHandle, tracker: &TaskTracker, done: Done) {
+/// A command ran: its snapshot, its reply, then its acknowledgement. Returns the restart
+/// to carry out once that acknowledgement is handed to the client (`Restart::now` when
+/// the command was QoS 0), so that the broker does not deliver it again after the
+/// restart.
+fn on_done(p: &mut Publisher, done: Done) -> Option<Restart> {
     let to = ReplyTo::command(done.name);
+    let mut restart = None;
     match done.outcome {
         Ok(mut outcome) => {
             if let Some((stream, jpeg)) = outcome.snapshot.take() {
@@ -312,15 +337,25 @@ fn on_done(p: &mut Publisher, daemon: &DaemonHandle, tracker: &TaskTracker, done
             }
             p.reply(&to, &done.id, Ok(&outcome.result));
             if outcome.restart {
-                let daemon = daemon.clone();
-                tracker.spawn(async move {
-                    let _ = daemon.restart().await;
-                });
+                restart = Some(Restart { after: done.ack });
             }
         }
         Err(e) => p.reply(&to, &done.id, Err(&e)),
     }
     p.outbox.release(done.ack);
+    restart
+}
+
+/// A `daemon.restart` that ran, waiting for its acknowledgement to go out.
+struct Restart {
+    after: Option<AckToken>,
+}
+
+impl Restart {
+    /// Whether nothing holds the restart back any longer.
+    fn due(&self, p: &Publisher) -> bool {
+        self.after.is_none_or(|t| !p.outbox.is_held(t))
+    }
 }
 
 /// Sends what is queued, `offline` and DISCONNECT, within [`GOODBYE`]; the link task
