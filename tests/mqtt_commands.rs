@@ -11,10 +11,7 @@ use support::broker::Broker;
 use support::daemon::{Daemon, run_to_end};
 use support::free_port;
 use support::mqtt::{MqttClient, Msg};
-use support::receiver::Receiver;
-
-/// Bound on a reply, a state change or the first frame.
-const WAIT: Duration = Duration::from_secs(10);
+use support::rig::{Rig, WAIT};
 
 /// One `[[stream]]` table at 320x240 @ 30 fps.
 fn stream(id: &str, source: &str, upstream: &str, kbps: u32, gop: u32) -> String {
@@ -35,80 +32,21 @@ fn config(broker: &Broker, device: &str, mqtt_extra: &str, streams: &str) -> Str
     )
 }
 
-/// A daemon with one stream `cam0` publishing to a receiver, and a client subscribed
-/// to everything under the device's topics. Fields drop in order: daemon first.
-struct Rig {
-    daemon: Daemon,
-    mqtt: MqttClient,
-    rx: Receiver,
-    broker: Broker,
-    /// `edgecam/<device>`.
-    base: String,
+/// A daemon with one stream `cam0` publishing to a receiver, and a client subscribed to
+/// everything under the device's topics; returns once `cam0` is streaming and the
+/// receiver has its first frame. `streams` gets the receiver's URL for `/<device>/cam0`.
+fn start(device: &str, mqtt_extra: &str, streams: impl FnOnce(String) -> String) -> Rig {
+    let path = format!("/{device}/cam0");
+    let mut rig = Rig::start(device, "", mqtt_extra, |rx| streams(rx.url(&path)), &[]);
+    rig.wait_state("streaming");
+    rig.rx
+        .wait_for(|v| v["event"] == "first_frame", WAIT)
+        .expect("the receiver got no frame");
+    rig
 }
 
+/// What these tests look at beyond the shared rig.
 impl Rig {
-    /// Starts everything and waits until `cam0` is streaming and the receiver has its
-    /// first frame. `streams` gets the receiver's URL for `/<device>/cam0`.
-    fn start(device: &str, mqtt_extra: &str, streams: impl FnOnce(String) -> String) -> Rig {
-        let broker = Broker::start();
-        let rx = Receiver::start(0, None);
-        let base = format!("edgecam/{device}");
-        let mqtt = MqttClient::connect(&broker.url(), &[&format!("{base}/#")]);
-        let toml = config(
-            &broker,
-            device,
-            mqtt_extra,
-            &streams(rx.url(&format!("/{device}/cam0"))),
-        );
-        let daemon = Daemon::start(&toml, &[]);
-        let mut rig = Rig {
-            daemon,
-            mqtt,
-            rx,
-            broker,
-            base,
-        };
-        rig.wait_status("online");
-        rig.wait_state("streaming");
-        rig.rx
-            .wait_for(|v| v["event"] == "first_frame", WAIT)
-            .expect("the receiver got no frame");
-        rig
-    }
-
-    fn topic(&self, leaf: &str) -> String {
-        format!("{}/{leaf}", self.base)
-    }
-
-    /// Sends `payload` to `cmd/<name>` and returns the reply.
-    fn cmd(&mut self, name: &str, payload: &str) -> Value {
-        let (topic, reply) = (
-            self.topic(&format!("cmd/{name}")),
-            self.topic(&format!("cmd/{name}/reply")),
-        );
-        self.mqtt
-            .request(&topic, payload, &reply, WAIT)
-            .unwrap_or_else(|| panic!("no reply to {name} {payload}"))
-    }
-
-    /// `cmd`, asserting success; returns `result`.
-    fn ok(&mut self, name: &str, payload: &str) -> Value {
-        let reply = self.cmd(name, payload);
-        assert_eq!(reply["ok"], true, "{name} {payload}: {reply}");
-        reply["result"].clone()
-    }
-
-    /// `cmd`, asserting failure with `code`; returns the error message.
-    fn fails(&mut self, name: &str, payload: &str, code: &str) -> String {
-        let reply = self.cmd(name, payload);
-        assert_eq!(reply["ok"], false, "{name} {payload}: {reply}");
-        assert_eq!(reply["error"]["code"], code, "{name} {payload}: {reply}");
-        assert!(reply.get("result").is_none(), "{reply}");
-        let message = reply["error"]["message"].as_str().unwrap_or_default();
-        assert!(!message.is_empty(), "error without a message: {reply}");
-        message.to_owned()
-    }
-
     fn wait_status(&mut self, status: &str) {
         let topic = self.topic("status");
         self.mqtt
@@ -216,7 +154,7 @@ fn assert_untouched_stats(stats: &Value) {
 
 #[test]
 fn ping_info_and_config_get_answer_with_the_id_and_no_credentials() {
-    let mut rig = Rig::start("cmd-query", "", |url| {
+    let mut rig = start("cmd-query", "", |url| {
         let url = url.replacen("rtsp://", "rtsp://user:s3cret@", 1);
         stream("cam0", "test", &url, 800, 30)
     });
@@ -293,7 +231,7 @@ fn ping_info_and_config_get_answer_with_the_id_and_no_credentials() {
 fn keyframe_forces_an_idr_now_and_snapshot_is_a_jpeg_of_the_stream() {
     // A GOP of 900 frames at 30 fps: without the command the next IDR is 30 s away.
     const GOP_S: f64 = 30.0;
-    let mut rig = Rig::start("cmd-keyframe", "", |url| {
+    let mut rig = start("cmd-keyframe", "", |url| {
         stream("cam0", "test", &url, 800, 900)
     });
     let before = rig
@@ -355,7 +293,7 @@ fn keyframe_forces_an_idr_now_and_snapshot_is_a_jpeg_of_the_stream() {
 #[test]
 fn bitrate_changes_live_without_restarting_anything() {
     // Snow does not compress, so the encoder spends what it is given.
-    let mut rig = Rig::start("cmd-bitrate", "", |url| {
+    let mut rig = start("cmd-bitrate", "", |url| {
         stream("cam0", "test:snow", &url, 400, 30)
     });
     // Tolerance ±25 %: the daemon's rate is bytes over a sliding 3 s window and x264's
@@ -411,7 +349,7 @@ fn bitrate_changes_live_without_restarting_anything() {
 // "unchanged" and left the stream at the live bitrate.
 #[test]
 fn config_set_after_a_live_bitrate_change_reaches_the_stream() {
-    let mut rig = Rig::start("cmd-bitrate-set", "", |url| {
+    let mut rig = start("cmd-bitrate-set", "", |url| {
         stream("cam0", "test", &url, 800, 30)
     });
     let mark = rig.mark();
@@ -431,7 +369,7 @@ fn config_set_after_a_live_bitrate_change_reaches_the_stream() {
 
 #[test]
 fn stop_start_restart_and_switch_drive_the_stream() {
-    let mut rig = Rig::start("cmd-control", "", |url| {
+    let mut rig = start("cmd-control", "", |url| {
         stream("cam0", "test", &url, 800, 30)
     });
 
@@ -497,7 +435,7 @@ fn stop_start_restart_and_switch_drive_the_stream() {
 
 #[test]
 fn config_set_persists_survives_a_restart_and_bad_patches_change_nothing() {
-    let mut rig = Rig::start("cmd-config", "", |url| {
+    let mut rig = start("cmd-config", "", |url| {
         stream("cam0", "test", &url, 800, 30)
     });
     let path = rig.daemon.config_path();
@@ -592,7 +530,7 @@ fn config_set_persists_survives_a_restart_and_bad_patches_change_nothing() {
 
 #[test]
 fn daemon_restart_when_allowed_replies_then_exits_75_and_goes_offline() {
-    let mut rig = Rig::start(
+    let mut rig = start(
         "cmd-restart",
         r#"commands_allow = ["*", "daemon.restart"]"#,
         |url| stream("cam0", "test", &url, 800, 30),
@@ -686,7 +624,7 @@ fn the_allowlist_refuses_what_it_does_not_name() {
 
 #[test]
 fn bad_requests_get_their_code_and_change_nothing() {
-    let mut rig = Rig::start("cmd-bad", "", |url| stream("cam0", "test", &url, 800, 30));
+    let mut rig = start("cmd-bad", "", |url| stream("cam0", "test", &url, 800, 30));
     let config_before = std::fs::read(rig.daemon.config_path()).expect("read config");
 
     let reply = rig.cmd("ping", "{oops");

@@ -32,6 +32,19 @@ fn stream_on(p: &mut OutputPolicy, index: usize, sent: &mut u64) {
     assert!(p.streaming());
 }
 
+/// Two upstreams; the primary refused, so the stream streams on the secondary.
+fn on_the_secondary(timing: OutputTiming) -> (OutputPolicy, u64) {
+    let mut p = policy(2, timing);
+    let mut sent = 0;
+    assert_eq!(
+        p.poll(Instant::now(), feed(sent)),
+        Some(OutputAction::Start { index: 0 })
+    );
+    p.start_failed(Instant::now(), "refused".into());
+    stream_on(&mut p, 1, &mut sent);
+    (p, sent)
+}
+
 /// Ends the running session and answers the classification probe with `reachable`.
 fn lose(p: &mut OutputPolicy, reachable: bool) {
     let was_streaming = p.streaming();
@@ -265,14 +278,7 @@ async fn fails_back_once_the_primary_answered_for_the_whole_hysteresis() {
         failback_after: Some(Duration::from_secs(30)),
         ..OutputTiming::default()
     };
-    let mut p = policy(2, timing);
-    let mut sent = 0;
-    assert_eq!(
-        p.poll(Instant::now(), feed(sent)),
-        Some(OutputAction::Start { index: 0 })
-    );
-    p.start_failed(Instant::now(), "refused".into());
-    stream_on(&mut p, 1, &mut sent);
+    let (mut p, mut sent) = on_the_secondary(timing);
 
     // The primary answers, then misses the probes between 20 s and 28 s (probes come
     // every 5-7.5 s, so at least one), then answers again: the 30 s count starts over.
@@ -331,14 +337,7 @@ async fn a_failed_failback_walks_the_list_again() {
         failback_after: Some(Duration::from_secs(6)),
         ..OutputTiming::default()
     };
-    let mut p = policy(2, timing);
-    let mut sent = 0;
-    assert_eq!(
-        p.poll(Instant::now(), feed(sent)),
-        Some(OutputAction::Start { index: 0 })
-    );
-    p.start_failed(Instant::now(), "refused".into());
-    stream_on(&mut p, 1, &mut sent);
+    let (mut p, mut sent) = on_the_secondary(timing);
     let index = loop {
         sent += 1;
         match p.poll(Instant::now(), feed(sent)) {
@@ -364,14 +363,7 @@ async fn no_failback_when_off_or_on_the_primary() {
         failback_after: None,
         ..OutputTiming::default()
     };
-    let mut p = policy(2, timing);
-    let mut sent = 0;
-    assert_eq!(
-        p.poll(Instant::now(), feed(sent)),
-        Some(OutputAction::Start { index: 0 })
-    );
-    p.start_failed(Instant::now(), "refused".into());
-    stream_on(&mut p, 1, &mut sent);
+    let (mut p, mut sent) = on_the_secondary(timing);
     for _ in 0..100 {
         sent += 1;
         assert_eq!(p.poll(Instant::now(), feed(sent)), None);
