@@ -104,7 +104,7 @@ fn oversized_and_retained_commands_neither_run_nor_drop_the_connection() {
         &[],
     );
     rig.state_now("cam0", "streaming");
-    // Three health reports later: both counted as ignored, no reconnect, no reply.
+    // Three health reports later: all three counted as ignored, no reconnect, no reply.
     let mut health = rig.health();
     for _ in 0..2 {
         health = rig.health();
