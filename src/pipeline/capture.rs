@@ -244,6 +244,15 @@ impl Capture {
     }
 }
 
+impl Drop for Capture {
+    /// A pipeline disposed while playing would be torn down under its own streaming
+    /// threads: a capture dropped without [`Capture::stop`] (a start abandoned while its
+    /// thread was still building it) stops here, on whichever thread drops it.
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
 impl Snapshots {
     fn serve(&self, pad: &gst::Pad, buffer: &gst::BufferRef) {
         let Ok(mut waiters) = self.waiters.lock() else {

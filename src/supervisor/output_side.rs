@@ -31,10 +31,29 @@ const TEARDOWN_WAIT: Duration = Duration::from_millis(500);
 /// Bound on closing a session that is replaced (failback).
 const SWITCH_CLOSE: Duration = Duration::from_millis(1400);
 
+/// A started output not yet taken by the side: shut down if it is dropped unclaimed (a
+/// start abandoned at shutdown), since a pipeline disposed while playing is torn down
+/// under its own streaming threads.
+pub(super) struct Unclaimed(Option<Output>);
+
+impl Unclaimed {
+    fn take(mut self) -> Option<Output> {
+        self.0.take()
+    }
+}
+
+impl Drop for Unclaimed {
+    fn drop(&mut self) {
+        if let Some(output) = self.0.take() {
+            output.shutdown();
+        }
+    }
+}
+
 /// What the output side's I/O reports.
 pub(super) enum OutputEvent {
     Bus(BusEvent),
-    Started(Result<(Output, Events), StartError>),
+    Started(Result<(Unclaimed, Events), StartError>),
     /// Probe `id` found this upstream (an index into the list) accepting connections.
     Probed(u64, Option<usize>),
 }
@@ -47,7 +66,7 @@ pub(super) struct OutputSide {
     slot: Arc<FeedSlot>,
     pub policy: OutputPolicy,
     session: Option<Session>,
-    starting: Option<BoxFuture<'static, Result<(Output, Events), StartError>>>,
+    starting: Option<BoxFuture<'static, Result<(Unclaimed, Events), StartError>>>,
     probe: Option<BoxFuture<'static, (u64, Option<usize>)>>,
     tracker: TaskTracker,
 }
@@ -154,7 +173,7 @@ impl OutputSide {
                     let output = Output::build(&params, counters)?;
                     let events: Events = Box::pin(bus_events(output.pipeline()));
                     output.start().inspect_err(|_| output.shutdown())?;
-                    Ok::<_, crate::pipeline::PipelineError>((output, events))
+                    Ok::<_, crate::pipeline::PipelineError>((Unclaimed(Some(output)), events))
                 })
                 .await;
                 Ok(built??)
@@ -168,10 +187,13 @@ impl OutputSide {
     pub fn on_started(
         &mut self,
         now: Instant,
-        result: Result<(Output, Events), StartError>,
+        result: Result<(Unclaimed, Events), StartError>,
     ) -> bool {
         match result {
-            Ok((output, events)) => {
+            Ok((unclaimed, events)) => {
+                let Some(output) = unclaimed.take() else {
+                    return false;
+                };
                 self.slot.attach(output.feed().clone());
                 self.session = Some(Session { output, events });
                 self.policy.started(now, self.frames_sent());
