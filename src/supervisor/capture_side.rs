@@ -277,11 +277,7 @@ impl CaptureSide {
         self.stopping = Some(
             async move {
                 if let Some(r) = running {
-                    let capture = r.capture;
-                    let stopping = tokio::task::spawn_blocking(move || capture.stop());
-                    if tokio::time::timeout(STOP_WAIT, stopping).await.is_err() {
-                        warn!(stream = %id, "capture pipeline slow to stop");
-                    }
+                    stop_capture(&id, r.capture, STOP_WAIT).await;
                 }
                 if let Some(device) = device {
                     super::device_release::release(&device);
@@ -327,11 +323,7 @@ impl CaptureSide {
                 .await;
         }
         if let Some(r) = self.running.take() {
-            let capture = r.capture;
-            let stopping = tokio::task::spawn_blocking(move || capture.stop());
-            if tokio::time::timeout(bound, stopping).await.is_err() {
-                warn!(stream = %self.id, "capture pipeline slow to stop");
-            }
+            stop_capture(&self.id, r.capture, bound).await;
         }
     }
 
@@ -343,11 +335,7 @@ impl CaptureSide {
         }
         self.starting = None;
         if let Some(r) = self.running.take() {
-            let capture = r.capture;
-            let stopping = tokio::task::spawn_blocking(move || capture.stop());
-            if tokio::time::timeout(STOP_WAIT, stopping).await.is_err() {
-                warn!(stream = %self.id, "capture pipeline slow to stop");
-            }
+            stop_capture(&self.id, r.capture, STOP_WAIT).await;
         }
         self.spec = spec;
     }
@@ -405,6 +393,15 @@ async fn open(
         warn!(stream = %id, device = %opened.device.display(), note = %note, "camera format");
     }
     Ok(opened)
+}
+
+/// Sets the pipeline to NULL off the runtime, waiting up to `bound`; a driver that holds
+/// it longer is left to finish on its own.
+async fn stop_capture(id: &str, capture: Capture, bound: Duration) {
+    let stopping = tokio::task::spawn_blocking(move || capture.stop());
+    if tokio::time::timeout(bound, stopping).await.is_err() {
+        warn!(stream = %id, "capture pipeline slow to stop");
+    }
 }
 
 fn camera_source(c: &CameraInUse) -> CameraSource {
