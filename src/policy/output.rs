@@ -188,13 +188,10 @@ impl OutputPolicy {
                 if p.in_flight.is_some() || now < p.next_at {
                     return None;
                 }
-                let id = self.next_probe_id;
-                self.next_probe_id += 1;
+                let (id, action) =
+                    probe(&mut self.next_probe_id, (0..self.upstreams.len()).collect());
                 p.in_flight = Some(id);
-                Some(OutputAction::Probe {
-                    id,
-                    upstreams: (0..self.upstreams.len()).collect(),
-                })
+                Some(action)
             }
             Phase::Classifying { .. } | Phase::Starting { .. } => None,
             Phase::Connecting {
@@ -245,13 +242,9 @@ impl OutputPolicy {
                 if w.in_flight.is_some() || now < w.next_at {
                     return None;
                 }
-                let id = self.next_probe_id;
-                self.next_probe_id += 1;
+                let (id, action) = probe(&mut self.next_probe_id, (0..self.current).collect());
                 w.in_flight = Some(id);
-                Some(OutputAction::Probe {
-                    id,
-                    upstreams: (0..self.current).collect(),
-                })
+                Some(action)
             }
         }
     }
@@ -280,8 +273,7 @@ impl OutputPolicy {
     /// that classifies the failure; its result goes to [`Self::probe_result`].
     pub fn session_ended(&mut self, message: Option<String>) -> OutputAction {
         let was_streaming = matches!(self.phase, Phase::Streaming { .. });
-        let id = self.next_probe_id;
-        self.next_probe_id += 1;
+        let (id, action) = probe(&mut self.next_probe_id, vec![self.current]);
         let message = message.unwrap_or_else(|| "connection closed".into());
         // Until the probe answers, the failure is what the session's end says; the probe
         // may then find the upstream unreachable.
@@ -302,10 +294,7 @@ impl OutputPolicy {
             was_streaming,
             message,
         };
-        OutputAction::Probe {
-            id,
-            upstreams: vec![self.current],
-        }
+        action
     }
 
     /// The outcome of probe `id`: the first upstream that accepted a connection, if any.
@@ -503,6 +492,13 @@ impl OutputPolicy {
     pub fn restarts(&self) -> u64 {
         self.restarts
     }
+}
+
+/// A probe of `upstreams` under a fresh id (returned too, for the caller to wait on).
+fn probe(next_id: &mut u64, upstreams: Vec<usize>) -> (u64, OutputAction) {
+    let id = *next_id;
+    *next_id += 1;
+    (id, OutputAction::Probe { id, upstreams })
 }
 
 #[cfg(test)]
