@@ -327,11 +327,6 @@ impl CapturePolicy {
         }
     }
 
-    /// A start (or an encoder choice) is under way, or a pipeline runs.
-    pub fn active(&self) -> bool {
-        matches!(self.phase, Phase::Starting { .. } | Phase::Running { .. })
-    }
-
     pub fn awaiting_device(&self) -> bool {
         matches!(self.phase, Phase::AwaitingDevice)
     }
