@@ -14,6 +14,31 @@ use serde::{Deserialize, Serialize};
 pub use mqtt::{HomeAssistantConfig, MqttConfig};
 pub use validate::{is_valid_id, validate};
 
+/// The SRT passphrase: from `file`, else `$CREDENTIALS_DIRECTORY/srt-passphrase` if
+/// present, without a trailing newline; `None` when neither is there. SRT accepts 10 to
+/// 79 characters.
+pub fn srt_passphrase(file: Option<&Path>) -> Result<Option<String>, String> {
+    let path = match file {
+        Some(f) => f.to_path_buf(),
+        None => match std::env::var_os("CREDENTIALS_DIRECTORY") {
+            Some(dir) if Path::new(&dir).join("srt-passphrase").exists() => {
+                Path::new(&dir).join("srt-passphrase")
+            }
+            _ => return Ok(None),
+        },
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let phrase = text.trim_end_matches(['\n', '\r']).to_owned();
+    if !(10..=79).contains(&phrase.chars().count()) {
+        return Err(format!(
+            "{} must hold 10 to 79 characters (SRT's limit)",
+            path.display()
+        ));
+    }
+    Ok(Some(phrase))
+}
+
 /// Where `edgecam` looks for its configuration when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/edgecam/edgecam.toml";
 /// Bitrates a stream may be configured with or changed to, kbit/s.
@@ -57,7 +82,8 @@ pub struct StreamConfig {
     pub bitrate_kbps: u32,
     /// Frames between IDR frames.
     pub keyframe_interval: u32,
-    /// RTSP URLs; the first is the primary, the rest are failovers in order.
+    /// Where to publish: `rtsp://`, `rtsps://`, `srt://` (caller), `rtmp://` or `rtmps://`
+    /// URLs; the first is the primary, the rest are failovers in order.
     pub upstream: Vec<String>,
     pub transport: Transport,
     /// Seconds without an encoded frame before the capture side is restarted.
@@ -67,6 +93,16 @@ pub struct StreamConfig {
     /// While streaming to a later upstream of the list, switch back to an earlier one
     /// once it has been reachable this long, seconds; 0 never switches back.
     pub failback_after_s: u32,
+    /// The oldest a frame may be when it goes out, ms: beyond it the output drops to the
+    /// next keyframe instead of queueing.
+    pub max_latency_ms: u32,
+    /// Lower the encoder bitrate when the link cannot carry it, and probe back up.
+    pub adaptive_bitrate: bool,
+    /// The lowest bitrate adaptation goes down to, kbit/s.
+    pub min_bitrate_kbps: u32,
+    /// File holding the SRT passphrase (10 to 79 characters); else
+    /// `$CREDENTIALS_DIRECTORY/srt-passphrase` if present. No encryption without either.
+    pub srt_passphrase_file: Option<PathBuf>,
     /// V4L2 controls applied at every capture start, by name: `brightness = 10`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub controls: BTreeMap<String, serde_json::Value>,
@@ -111,6 +147,10 @@ impl Default for StreamConfig {
             stall_timeout_s: 5,
             reconnect_backoff_max_s: 30,
             failback_after_s: 30,
+            max_latency_ms: 1000,
+            adaptive_bitrate: true,
+            min_bitrate_kbps: 200,
+            srt_passphrase_file: None,
             controls: BTreeMap::new(),
         }
     }

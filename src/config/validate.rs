@@ -133,13 +133,24 @@ fn validate_stream(s: &StreamConfig, key: &dyn Fn(&str) -> String) -> Result<(),
     if s.upstream.is_empty() {
         return Err(Invalid::new(
             key("upstream"),
-            "at least one rtsp:// URL is required",
+            "at least one rtsp://, srt:// or rtmp:// URL is required",
         ));
     }
     for (j, u) in s.upstream.iter().enumerate() {
-        if let Err(why) = check_rtsp_url(u) {
+        if let Err(why) = check_upstream_url(u) {
             return Err(Invalid::new(format!("{}[{j}]", key("upstream")), why));
         }
+    }
+    range(key("max_latency_ms"), s.max_latency_ms, 100, 60_000)?;
+    range(
+        key("min_bitrate_kbps"),
+        s.min_bitrate_kbps,
+        *BITRATE_KBPS.start(),
+        *BITRATE_KBPS.end(),
+    )?;
+    if let Some(file) = &s.srt_passphrase_file {
+        super::srt_passphrase(Some(file))
+            .map_err(|why| Invalid::new(key("srt_passphrase_file"), why))?;
     }
     Ok(())
 }
@@ -155,14 +166,34 @@ fn range(key: String, v: u32, min: u32, max: u32) -> Result<(), Invalid> {
     }
 }
 
-fn check_rtsp_url(u: &str) -> Result<(), String> {
+fn check_upstream_url(u: &str) -> Result<(), String> {
     let safe = quote(u);
     let url = url::Url::parse(u).map_err(|e| format!("{safe} is not a URL: {e}"))?;
-    if !matches!(url.scheme(), "rtsp" | "rtsps") {
-        return Err(format!("{safe} must start with rtsp:// or rtsps://"));
+    if !matches!(url.scheme(), "rtsp" | "rtsps" | "srt" | "rtmp" | "rtmps") {
+        return Err(format!(
+            "{safe} must start with rtsp://, rtsps://, srt://, rtmp:// or rtmps://"
+        ));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(format!("{safe} has no host"));
+    }
+    if url.scheme() == "srt" {
+        if url.port().is_none() {
+            return Err(format!("{safe} needs a port (srt://host:port)"));
+        }
+        for (name, value) in url.query_pairs() {
+            match &*name {
+                "passphrase" => {
+                    return Err(format!(
+                        "{safe}: put the passphrase in srt_passphrase_file, not in the URL"
+                    ));
+                }
+                "mode" if value != "caller" => {
+                    return Err(format!("{safe}: edgecam calls the server (mode=caller)"));
+                }
+                _ => {}
+            }
+        }
     }
     Ok(())
 }
@@ -190,6 +221,33 @@ mod tests {
     #[test]
     fn good_config_passes() {
         assert_eq!(validate(&good()), Ok(()));
+    }
+
+    #[test]
+    fn srt_and_rtmp_upstreams_pass() {
+        let mut c = good();
+        c.streams[0].upstream = vec![
+            "srt://127.0.0.1:9000?streamid=publish:cam&latency=200".into(),
+            "rtmp://live.example.com/app/key".into(),
+            "rtmps://live.example.com:443/app/key".into(),
+        ];
+        assert_eq!(validate(&c), Ok(()));
+    }
+
+    #[test]
+    fn srt_passphrase_length_is_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("srt");
+        std::fs::write(&file, "short\n").expect("write");
+        let mut c = good();
+        c.streams[0].srt_passphrase_file = Some(file.clone());
+        assert_eq!(key_of(&c), "stream[0].srt_passphrase_file");
+        std::fs::write(&file, "long enough phrase\n").expect("write");
+        assert_eq!(validate(&c), Ok(()));
+        assert_eq!(
+            crate::config::srt_passphrase(Some(&file)),
+            Ok(Some("long enough phrase".to_owned()))
+        );
     }
 
     #[test]
@@ -224,6 +282,30 @@ mod tests {
             (
                 "stream[0].upstream[1]",
                 Box::new(|s| s.upstream.push("http://x/y".into())),
+            ),
+            (
+                "stream[0].upstream[1]",
+                Box::new(|s| s.upstream.push("srt://h?streamid=a".into())),
+            ),
+            (
+                "stream[0].upstream[1]",
+                Box::new(|s| s.upstream.push("srt://h:9000?passphrase=0123456789".into())),
+            ),
+            (
+                "stream[0].upstream[1]",
+                Box::new(|s| s.upstream.push("srt://h:9000?mode=listener".into())),
+            ),
+            (
+                "stream[0].max_latency_ms",
+                Box::new(|s| s.max_latency_ms = 10),
+            ),
+            (
+                "stream[0].min_bitrate_kbps",
+                Box::new(|s| s.min_bitrate_kbps = 1),
+            ),
+            (
+                "stream[0].srt_passphrase_file",
+                Box::new(|s| s.srt_passphrase_file = Some("/nonexistent/srt".into())),
             ),
         ];
         for (key, mutate) in cases {
