@@ -7,6 +7,7 @@ pub mod command;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod delivery;
 pub mod encoder;
 pub mod events;
 pub mod health;

@@ -1,0 +1,224 @@
+//! Delivered rate and send backlog of one output session, from periodic samples of what
+//! was handed over, what waits in the output's own queue and what the transport reports.
+//! Pure: the caller samples and passes the time.
+//!
+//! - Delivered bytes are the transport's acknowledged bytes where it reports them, else
+//!   the bytes handed to it minus those it has not sent yet.
+//! - The backlog is what sits between the encoder and the network: the output queue
+//!   (bytes and time) plus the transport's unsent bytes, which take
+//!   `unsent / delivered rate` to drain (or, while nothing is delivered, at least as long
+//!   as nothing has been).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::TransportReport;
+
+/// Span of the delivered-rate window.
+const RATE_SPAN: Duration = Duration::from_secs(3);
+
+/// What waits in the output's own queue (before the transport).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Queued {
+    pub bytes: u64,
+    pub time: Duration,
+}
+
+/// A session's delivery figures at one instant.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DeliverySnapshot {
+    /// kbit/s that left over the last 3 s, as the transport counts them.
+    pub delivered_kbps: f64,
+    /// Time and bytes between the encoder and the network.
+    pub backlog_ms: f64,
+    pub backlog_bytes: u64,
+    /// Of those, bytes waiting in the transport (socket, SRT send buffer).
+    pub unsent_bytes: u64,
+    pub rtt_ms: Option<f64>,
+    pub retransmits: Option<u64>,
+    pub lost_packets: Option<u64>,
+    pub loss_percent: Option<f64>,
+    pub jitter_ms: Option<f64>,
+    /// Whether the transport reports acknowledged bytes (else the rate is inferred).
+    pub acknowledged: bool,
+}
+
+/// One session's meter.
+#[derive(Debug)]
+pub struct DeliveryMeter {
+    samples: VecDeque<(Instant, u64)>,
+    last: DeliverySnapshot,
+    delivered: u64,
+    acks: u64,
+    progress_at: Instant,
+}
+
+impl DeliveryMeter {
+    pub fn new(now: Instant) -> Self {
+        DeliveryMeter {
+            samples: VecDeque::new(),
+            last: DeliverySnapshot::default(),
+            delivered: 0,
+            acks: 0,
+            progress_at: now,
+        }
+    }
+
+    /// Takes one sample: `written` bytes handed to the transport in this session so far,
+    /// the output queue, and the transport's report if it gives one.
+    pub fn record(
+        &mut self,
+        now: Instant,
+        written: u64,
+        queued: Queued,
+        report: Option<&TransportReport>,
+    ) -> &DeliverySnapshot {
+        let report = report.cloned().unwrap_or_default();
+        let delivered = report
+            .acked_bytes
+            .or(report.delivered_bytes)
+            .unwrap_or_else(|| written.saturating_sub(report.unsent_bytes));
+        // Progress is what the peer confirms: its acknowledgements where they are
+        // counted apart from bytes (SRT), else the delivered bytes.
+        let progressed = match report.acks {
+            Some(acks) => acks > self.acks,
+            None => delivered > self.delivered,
+        };
+        if progressed {
+            self.progress_at = now;
+        }
+        self.acks = self.acks.max(report.acks.unwrap_or(0));
+        self.delivered = self.delivered.max(delivered);
+        self.samples.push_back((now, self.delivered));
+        while self.samples.len() > 2
+            && self
+                .samples
+                .get(1)
+                .is_some_and(|(t, _)| now.duration_since(*t) >= RATE_SPAN)
+        {
+            self.samples.pop_front();
+        }
+        let kbps = match (self.samples.front(), self.samples.back()) {
+            (Some((t0, b0)), Some((t1, b1))) if t1 > t0 => {
+                (b1 - b0) as f64 * 8.0 / 1000.0 / t1.duration_since(*t0).as_secs_f64()
+            }
+            _ => 0.0,
+        };
+        let unsent_ms = if report.unsent_bytes == 0 {
+            0.0
+        } else if kbps > 1.0 {
+            report.unsent_bytes as f64 * 8.0 / kbps
+        } else {
+            self.undelivered_for(now).as_secs_f64() * 1000.0
+        };
+        self.last = DeliverySnapshot {
+            delivered_kbps: kbps,
+            backlog_ms: queued.time.as_secs_f64() * 1000.0 + unsent_ms,
+            backlog_bytes: queued.bytes + report.unsent_bytes,
+            unsent_bytes: report.unsent_bytes,
+            rtt_ms: report.rtt_ms,
+            retransmits: report.retransmits,
+            lost_packets: report.lost_packets,
+            loss_percent: report.loss_percent,
+            jitter_ms: report.jitter_ms,
+            acknowledged: report.acked_bytes.is_some(),
+        };
+        &self.last
+    }
+
+    /// The figures of the last sample.
+    pub fn snapshot(&self) -> &DeliverySnapshot {
+        &self.last
+    }
+
+    /// How long the peer has confirmed nothing more.
+    pub fn undelivered_for(&self, now: Instant) -> Duration {
+        now.duration_since(self.progress_at)
+    }
+
+    /// Bytes delivered in this session so far.
+    pub fn delivered_bytes(&self) -> u64 {
+        self.delivered
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(acked: u64, unsent: u64) -> TransportReport {
+        TransportReport {
+            acked_bytes: Some(acked),
+            unsent_bytes: unsent,
+            ..TransportReport::default()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_follows_acknowledged_bytes_not_hand_over() {
+        let t0 = Instant::now();
+        let mut m = DeliveryMeter::new(t0);
+        // 2 Mbit/s handed over, 1 Mbit/s acknowledged: the rest piles up unsent.
+        for i in 0..=10u64 {
+            let t = t0 + Duration::from_millis(200 * i);
+            let written = 50_000 * i;
+            let acked = 25_000 * i;
+            m.record(
+                t,
+                written,
+                Queued::default(),
+                Some(&tcp(acked, written - acked)),
+            );
+        }
+        let s = m.snapshot();
+        assert!((s.delivered_kbps - 1000.0).abs() < 1.0, "{s:?}");
+        assert_eq!(s.unsent_bytes, 250_000);
+        // 250 kB at 1 Mbit/s: 2 s to drain.
+        assert!((s.backlog_ms - 2000.0).abs() < 5.0, "{s:?}");
+        assert!(s.acknowledged);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dead_link_has_a_growing_backlog_and_no_rate() {
+        let t0 = Instant::now();
+        let mut m = DeliveryMeter::new(t0);
+        m.record(t0, 10_000, Queued::default(), Some(&tcp(10_000, 0)));
+        for i in 1..=25u64 {
+            let t = t0 + Duration::from_millis(200 * i);
+            m.record(
+                t,
+                10_000 + 5_000 * i,
+                Queued::default(),
+                Some(&tcp(10_000, 5_000 * i)),
+            );
+        }
+        let now = t0 + Duration::from_secs(5);
+        let s = m.snapshot();
+        assert_eq!(s.delivered_kbps, 0.0);
+        assert!(s.backlog_ms >= 5000.0, "{s:?}");
+        assert_eq!(m.undelivered_for(now), Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_acknowledgements_unsent_bytes_are_not_delivered() {
+        let t0 = Instant::now();
+        let mut m = DeliveryMeter::new(t0);
+        let queued = Queued {
+            bytes: 30_000,
+            time: Duration::from_millis(120),
+        };
+        let report = TransportReport {
+            unsent_bytes: 0,
+            ..TransportReport::default()
+        };
+        m.record(t0, 0, queued, Some(&report));
+        let s = m.record(t0 + Duration::from_secs(1), 125_000, queued, Some(&report));
+        assert!((s.delivered_kbps - 1000.0).abs() < 1.0, "{s:?}");
+        assert_eq!(s.backlog_bytes, 30_000);
+        assert!((s.backlog_ms - 120.0).abs() < 0.01);
+        assert!(!s.acknowledged);
+    }
+}

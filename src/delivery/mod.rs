@@ -1,0 +1,32 @@
+//! What an output session's network actually delivers, as opposed to what was handed to
+//! its sink: the transport's own reports (TCP_INFO, SRT statistics, RTCP receiver
+//! reports), turned by [`DeliveryMeter`] into a delivered rate and a send backlog.
+
+mod meter;
+mod tcp;
+
+pub use meter::{DeliveryMeter, DeliverySnapshot, Queued};
+pub use tcp::TcpSocket;
+
+/// One reading of a transport's state. Cumulative counters are per session.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TransportReport {
+    /// Bytes the peer acknowledged (TCP).
+    pub acked_bytes: Option<u64>,
+    /// Bytes that went out not needing a resend, where the transport cannot tell what
+    /// was acknowledged (SRT).
+    pub delivered_bytes: Option<u64>,
+    /// Acknowledgements received (SRT): they stop when the peer is gone.
+    pub acks: Option<u64>,
+    /// Bytes accepted by the transport and not sent yet.
+    pub unsent_bytes: u64,
+    pub rtt_ms: Option<f64>,
+    /// Retransmitted segments or packets.
+    pub retransmits: Option<u64>,
+    /// Packets reported lost (SRT, RTCP).
+    pub lost_packets: Option<u64>,
+    /// Fraction lost over the last report interval, percent (RTCP).
+    pub loss_percent: Option<f64>,
+    /// Interarrival jitter the receiver reports, ms (RTCP).
+    pub jitter_ms: Option<f64>,
+}

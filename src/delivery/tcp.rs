@@ -1,0 +1,162 @@
+//! The kernel's own account of an output's TCP connection: the GStreamer sink that owns
+//! the socket (rtspclientsink, rtmp2sink) does not expose it, so the session's socket is
+//! found among this process's descriptors by its peer address and read with TCP_INFO:
+//! bytes the peer acknowledged, bytes still unsent in the socket, RTT, retransmissions.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::sync::{LazyLock, Mutex};
+
+use nix::sys::socket::{SockaddrLike, SockaddrStorage, getpeername};
+
+use super::TransportReport;
+
+/// Sockets already taken by a session of this process (by inode), so two sessions to
+/// the same server do not read the same connection.
+static CLAIMED: LazyLock<Mutex<HashSet<u64>>> = LazyLock::new(|| Mutex::new(HashSet::new()));
+
+/// One session's TCP connection, borrowed by descriptor number from the sink that owns
+/// it. The descriptor is checked to still be the same socket before every read.
+#[derive(Debug)]
+pub struct TcpSocket {
+    fd: RawFd,
+    inode: u64,
+}
+
+impl TcpSocket {
+    /// The connection to one of `peers` not taken by another session, if any.
+    pub fn find(peers: &[SocketAddr]) -> Option<TcpSocket> {
+        let mut claimed = CLAIMED.lock().ok()?;
+        for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+            let Some(fd) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<RawFd>().ok())
+            else {
+                continue;
+            };
+            let Some(inode) = socket_inode(fd) else {
+                continue;
+            };
+            if claimed.contains(&inode) {
+                continue;
+            }
+            let Ok(peer) = getpeername::<SockaddrStorage>(fd) else {
+                continue;
+            };
+            if peers.iter().any(|p| same_address(&peer, p)) {
+                claimed.insert(inode);
+                return Some(TcpSocket { fd, inode });
+            }
+        }
+        None
+    }
+
+    /// What the kernel reports of the connection; `None` once the descriptor no longer
+    /// holds this socket (the sink closed it).
+    pub fn report(&self) -> Option<TransportReport> {
+        if socket_inode(self.fd) != Some(self.inode) {
+            return None;
+        }
+        let info = tcp_info(self.fd)?;
+        Some(TransportReport {
+            acked_bytes: Some(info.tcpi_bytes_acked),
+            unsent_bytes: u64::from(info.tcpi_notsent_bytes),
+            rtt_ms: Some(f64::from(info.tcpi_rtt) / 1000.0),
+            retransmits: Some(u64::from(info.tcpi_total_retrans)),
+            ..TransportReport::default()
+        })
+    }
+}
+
+impl Drop for TcpSocket {
+    fn drop(&mut self) {
+        if let Ok(mut claimed) = CLAIMED.lock() {
+            claimed.remove(&self.inode);
+        }
+    }
+}
+
+/// The inode of the socket behind `fd`, from its `/proc/self/fd` link (`socket:[N]`).
+fn socket_inode(fd: RawFd) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
+    link.to_str()?
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+fn same_address(a: &SockaddrStorage, b: &SocketAddr) -> bool {
+    match (b, a.as_sockaddr_in(), a.as_sockaddr_in6()) {
+        (SocketAddr::V4(b), Some(a), _) => a.ip() == *b.ip() && a.port() == b.port(),
+        (SocketAddr::V6(b), _, Some(a)) => a.ip() == *b.ip() && a.port() == b.port(),
+        // An IPv4 peer reached over a dual-stack socket shows as ::ffff:a.b.c.d.
+        (SocketAddr::V4(b), None, Some(a)) => {
+            a.ip().to_ipv4_mapped() == Some(*b.ip()) && a.port() == b.port()
+        }
+        _ => a.family().is_none(),
+    }
+}
+
+/// getsockopt(TCP_INFO). Neither std nor nix wraps it.
+#[allow(unsafe_code)]
+fn tcp_info(fd: RawFd) -> Option<libc::tcp_info> {
+    let mut info = std::mem::MaybeUninit::<libc::tcp_info>::zeroed();
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` is a writable, aligned `tcp_info` of `len` bytes; the kernel writes
+    // at most `len` bytes and sets `len` to what it wrote. The descriptor may belong to
+    // another thread's socket: TCP_INFO only reads its state.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: zero-initialised above (all-zero is a valid `tcp_info`: plain integers)
+    // and partly or wholly filled by the kernel.
+    Some(unsafe { info.assume_init() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn finds_a_connection_and_reads_what_the_peer_acknowledged() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut client = TcpStream::connect(addr).expect("connect");
+        let (mut server, _) = listener.accept().expect("accept");
+        let socket = TcpSocket::find(&[addr]).expect("found by peer");
+        // Claimed: a second session to the same peer does not get it.
+        assert!(TcpSocket::find(&[addr]).is_none());
+        client.write_all(&[7u8; 100_000]).expect("write");
+        let mut got = vec![0u8; 100_000];
+        server.read_exact(&mut got).expect("read");
+        // The acknowledgement may trail the read by a moment on a busy machine.
+        let mut report = socket.report().expect("report");
+        for _ in 0..200 {
+            if report.acked_bytes >= Some(100_000) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            report = socket.report().expect("report");
+        }
+        assert!(report.acked_bytes >= Some(100_000), "{report:?}");
+        assert_eq!(report.unsent_bytes, 0);
+        assert!(report.rtt_ms.is_some());
+        drop(socket);
+        assert!(TcpSocket::find(&[addr]).is_some(), "released on drop");
+        drop(client);
+    }
+}
