@@ -16,7 +16,8 @@
 //!   `output_stalled` there is no probing: the retry waits for its delay.
 //! - A session that has not sent a frame within `connect_timeout`, or a streaming one
 //!   that took no frame for `send_stall` while the encoder produced frames, is abandoned
-//!   (`output_stalled`). Streaming for `stable_after` resets the backoff.
+//!   (`output_stalled`), as is one whose peer confirmed nothing it sent (no TCP or SRT
+//!   acknowledgement) for `send_stall`. Streaming for `stable_after` resets the backoff.
 //! - Failback: while streaming on a later upstream, the earlier ones are probed every
 //!   `failback_after / 6` (0.2–5 s); once one has answered every probe for
 //!   `failback_after`, the stream switches back to it (a failed probe starts the count
@@ -81,6 +82,9 @@ pub struct Feed {
     pub encoding: bool,
     /// The encoded caps are known, so a session can be built.
     pub caps_known: bool,
+    /// How long the current session's peer has confirmed nothing (zero when the
+    /// transport does not tell).
+    pub unconfirmed_for: Duration,
 }
 
 #[derive(Debug)]
@@ -228,6 +232,13 @@ impl OutputPolicy {
                 let idle = now.duration_since(*last_progress);
                 if feed.encoding && idle > timing.send_stall {
                     let message = format!("no frame taken for {} ms", idle.as_millis());
+                    return Some(self.abandon(now, message));
+                }
+                if feed.encoding && feed.unconfirmed_for > timing.send_stall {
+                    let message = format!(
+                        "the upstream acknowledged nothing for {} ms",
+                        feed.unconfirmed_for.as_millis()
+                    );
                     return Some(self.abandon(now, message));
                 }
                 let w = failback.as_mut()?;

@@ -17,6 +17,7 @@ fn feed(frames_sent: u64) -> Feed {
         frames_sent,
         encoding: true,
         caps_known: true,
+        unconfirmed_for: Duration::ZERO,
     }
 }
 
@@ -376,4 +377,29 @@ async fn no_failback_when_off_or_on_the_primary() {
         None,
         "nothing earlier than the primary to probe"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_whose_peer_confirms_nothing_is_abandoned() {
+    let mut p = policy(1, OutputTiming::default());
+    let mut sent = 0;
+    stream_on(&mut p, 0, &mut sent);
+    // Frames keep being taken (SRT's sender buffer accepts them) but nothing comes back.
+    for ms in [1000u64, 2000, 3000] {
+        sent += 15;
+        advance(Duration::from_secs(1)).await;
+        let silent = Feed {
+            unconfirmed_for: Duration::from_millis(ms),
+            ..feed(sent)
+        };
+        assert_eq!(p.poll(Instant::now(), silent), None, "at {ms} ms");
+    }
+    sent += 15;
+    advance(Duration::from_millis(100)).await;
+    let silent = Feed {
+        unconfirmed_for: Duration::from_millis(3100),
+        ..feed(sent)
+    };
+    assert_eq!(p.poll(Instant::now(), silent), Some(OutputAction::Abandon));
+    assert_eq!(p.failure().map(Reason::code), Some("output_stalled"));
 }
