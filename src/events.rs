@@ -29,6 +29,10 @@ pub enum Kind {
     CameraLost,
     CameraRestored,
     EncoderFallback,
+    /// An output started dropping frames to keep within `max_latency_ms`.
+    Congestion,
+    /// Adaptive bitrate changed the encoder's bitrate.
+    BitrateChanged,
     ConfigChanged,
     Command,
 }

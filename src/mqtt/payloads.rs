@@ -137,6 +137,45 @@ pub struct StatsPayload {
     upstream_connected_s: Option<f64>,
     capture_failed_runs: u32,
     state: State,
+    target_bitrate_kbps: Option<u32>,
+    congestion_drops: u64,
+    congestion_episodes: u64,
+    delivery: Option<DeliveryPayload>,
+}
+
+/// `stats.delivery`: what the current session's network delivers.
+#[derive(Serialize)]
+pub struct DeliveryPayload {
+    kbps: f64,
+    backlog_ms: f64,
+    backlog_bytes: u64,
+    unsent_bytes: u64,
+    congested: bool,
+    acknowledged: bool,
+    rtt_ms: Option<f64>,
+    retransmits: Option<u64>,
+    lost_packets: Option<u64>,
+    loss_percent: Option<f64>,
+    jitter_ms: Option<f64>,
+}
+
+impl From<&crate::supervisor::Delivery> for DeliveryPayload {
+    fn from(d: &crate::supervisor::Delivery) -> Self {
+        let f = &d.figures;
+        DeliveryPayload {
+            kbps: round(f.delivered_kbps),
+            backlog_ms: round(f.backlog_ms),
+            backlog_bytes: f.backlog_bytes,
+            unsent_bytes: f.unsent_bytes,
+            congested: d.congested,
+            acknowledged: f.acknowledged,
+            rtt_ms: f.rtt_ms.map(round),
+            retransmits: f.retransmits,
+            lost_packets: f.lost_packets,
+            loss_percent: f.loss_percent.map(round),
+            jitter_ms: f.jitter_ms.map(round),
+        }
+    }
 }
 
 fn round(x: f64) -> f64 {
@@ -164,6 +203,10 @@ impl From<&StreamStats> for StatsPayload {
             upstream_connected_s: s.upstream_connected_s.map(round),
             capture_failed_runs: s.capture_failed_runs,
             state: s.state,
+            target_bitrate_kbps: s.target_bitrate_kbps,
+            congestion_drops: s.congestion_drops,
+            congestion_episodes: s.congestion_episodes,
+            delivery: s.delivery.as_ref().map(DeliveryPayload::from),
         }
     }
 }

@@ -158,8 +158,8 @@ impl Capture {
                         && buffer.map_readable().is_ok_and(|m| contains_idr(&m));
                     counters.on_encoded(buffer.size(), keyframe);
                     let base = s.base_time().unwrap_or(gst::ClockTime::ZERO);
-                    if slot.hand_over(&sample, &buffer, base) == Some(Pushed::Overflow) {
-                        debug!("output not draining; dropping until the next keyframe");
+                    if slot.hand_over(&sample, &buffer, base) == Some(Pushed::WantKeyframe) {
+                        debug!("output backlog drained; asking for a keyframe to resume");
                         request_keyframe(s);
                     }
                     Ok(gst::FlowSuccess::Ok)
@@ -189,19 +189,23 @@ impl Capture {
     /// Sets the encoder's bitrate while playing. Returns false when the encoder does not
     /// allow that (the capture side must then be restarted with the new bitrate).
     pub fn set_bitrate(&self, property: (&str, String)) -> bool {
-        let Some(encoder) = self.encoder() else {
+        let (name, value) = property;
+        let Some(encoder) = self.encoder().filter(|_| self.bitrate_is_live(name)) else {
             return false;
         };
-        let (name, value) = property;
-        let mutable = encoder.find_property(name).is_some_and(|p| {
-            p.flags().contains(gst::glib::ParamFlags::from_bits_retain(
-                gst::PARAM_FLAG_MUTABLE_PLAYING.bits(),
-            ))
-        });
-        if mutable {
-            encoder.set_property_from_str(name, &value);
-        }
-        mutable
+        encoder.set_property_from_str(name, &value);
+        true
+    }
+
+    /// Whether the encoder's bitrate property `name` may change while playing.
+    pub fn bitrate_is_live(&self, name: &str) -> bool {
+        self.encoder()
+            .and_then(|e| e.find_property(name))
+            .is_some_and(|p| {
+                p.flags().contains(gst::glib::ParamFlags::from_bits_retain(
+                    gst::PARAM_FLAG_MUTABLE_PLAYING.bits(),
+                ))
+            })
     }
 
     /// Caps of the raw frames going into the encoder, once negotiated.

@@ -19,8 +19,13 @@ pub struct Counters {
     pub keyframes: AtomicU64,
     pub frames_sent: AtomicU64,
     pub bytes_sent: AtomicU64,
-    /// Encoded frames not sent: output queue overflow or waiting for a keyframe.
+    /// Encoded frames not sent: congestion, output queue overflow or waiting for a
+    /// keyframe.
     pub dropped: AtomicU64,
+    /// Of those, frames dropped because the send backlog was over `max_latency_ms`.
+    pub congestion_drops: AtomicU64,
+    /// Times an output started dropping for congestion.
+    pub congestion_episodes: AtomicU64,
     /// Milliseconds since `epoch` of the last encoded frame (0 = none yet).
     last_encoded_ms: AtomicU64,
     last_sent_ms: AtomicU64,
@@ -53,6 +58,8 @@ impl Default for Counters {
             frames_sent: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            congestion_drops: AtomicU64::new(0),
+            congestion_episodes: AtomicU64::new(0),
             last_encoded_ms: AtomicU64::new(0),
             last_sent_ms: AtomicU64::new(0),
             last_keyframe_ms: AtomicU64::new(0),

@@ -1,10 +1,15 @@
 //! The hand-over point between a capture pipeline and an output pipeline: encoded frames
 //! go in from the capture's streaming thread; an output session takes them from the
 //! first keyframe on, with timestamps rebased onto its own clock.
+//!
+//! Latency is bounded here: when the send backlog (this output's queue plus what its
+//! transport has not sent, as last measured) exceeds the session's `max_latency`, frames
+//! are dropped instead of queued. Once the backlog is down to half the bound the encoder
+//! is asked for a keyframe, and the session resumes with it.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -14,9 +19,13 @@ use super::counters::Counters;
 use super::h264::contains_idr;
 use super::timestamps::Rebaser;
 
-/// Frames queued in the output beyond this are dropped until the next keyframe.
+/// Frames queued in the output beyond this are dropped until the next keyframe, whatever
+/// the latency bound.
 const MAX_QUEUED_BYTES: u64 = 4 * 1024 * 1024;
 const ORIGIN_UNSET: i64 = i64::MIN;
+
+/// How often a congested feed that is ready to resume asks again for a keyframe.
+const KEYFRAME_ASK_EVERY: Duration = Duration::from_millis(500);
 
 /// What happened to a pushed frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,8 +33,10 @@ pub enum Pushed {
     Sent,
     /// Skipped while waiting for a keyframe.
     Skipped,
-    /// Dropped because the output is not draining; a keyframe is needed to resume.
-    Overflow,
+    /// Dropped for congestion (the backlog is over the bound).
+    Congested,
+    /// Dropped; the backlog has drained: the encoder should send a keyframe now.
+    WantKeyframe,
 }
 
 /// One output session's intake.
@@ -35,24 +46,117 @@ pub struct Feed {
     /// Capture clock time minus output PTS: turns a sent PTS back into its capture time.
     capture_origin: AtomicI64,
     counters: Arc<Counters>,
+    max_latency: Duration,
+    /// The transport's part of the backlog, ms, as last measured by the supervisor.
+    transport_backlog_ms: AtomicU64,
+    /// Bytes this session handed to its transport.
+    written: AtomicU64,
 }
 
 struct FeedState {
     rebaser: Rebaser,
     waiting_for_keyframe: bool,
+    congested: bool,
+    keyframe_asked: Option<Instant>,
 }
 
 impl Feed {
-    pub(super) fn new(appsrc: gst_app::AppSrc, counters: Arc<Counters>) -> Self {
+    pub(super) fn new(
+        appsrc: gst_app::AppSrc,
+        counters: Arc<Counters>,
+        max_latency: Duration,
+    ) -> Self {
         Feed {
             appsrc,
             state: Mutex::new(FeedState {
                 rebaser: Rebaser::default(),
                 waiting_for_keyframe: true,
+                congested: false,
+                keyframe_asked: None,
             }),
             capture_origin: AtomicI64::new(ORIGIN_UNSET),
             counters,
+            max_latency,
+            transport_backlog_ms: AtomicU64::new(0),
+            written: AtomicU64::new(0),
         }
+    }
+
+    /// What waits in this output's own queue.
+    pub fn queued(&self) -> crate::delivery::Queued {
+        let time = if self.appsrc.find_property("current-level-time").is_some() {
+            Duration::from_nanos(self.appsrc.property::<u64>("current-level-time"))
+        } else {
+            Duration::ZERO
+        };
+        crate::delivery::Queued {
+            bytes: self.appsrc.current_level_bytes(),
+            time,
+        }
+    }
+
+    /// Records the transport's part of the send backlog (from the last measurement).
+    pub fn set_transport_backlog(&self, backlog: Duration) {
+        self.transport_backlog_ms
+            .store(backlog.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Bytes this session handed to its transport so far.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn on_written(&self, bytes: usize) {
+        self.written.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    fn backlog(&self) -> Duration {
+        self.queued().time
+            + Duration::from_millis(self.transport_backlog_ms.load(Ordering::Relaxed))
+    }
+
+    /// Decides, under the state lock, whether a frame may go out given the backlog.
+    fn admit(&self, st: &mut FeedState, keyframe: bool) -> Option<Pushed> {
+        let backlog = self.backlog();
+        if st.congested {
+            if backlog > self.max_latency / 2 {
+                return Some(self.drop_congested(Pushed::Congested));
+            }
+            if !keyframe {
+                let ask = st
+                    .keyframe_asked
+                    .is_none_or(|at| at.elapsed() >= KEYFRAME_ASK_EVERY);
+                if ask {
+                    st.keyframe_asked = Some(Instant::now());
+                    return Some(self.drop_congested(Pushed::WantKeyframe));
+                }
+                return Some(self.drop_congested(Pushed::Congested));
+            }
+            st.congested = false;
+            st.keyframe_asked = None;
+            return None;
+        }
+        if backlog > self.max_latency {
+            st.congested = true;
+            self.counters
+                .congestion_episodes
+                .fetch_add(1, Ordering::Relaxed);
+            return Some(self.drop_congested(Pushed::Congested));
+        }
+        None
+    }
+
+    fn drop_congested(&self, what: Pushed) -> Pushed {
+        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .congestion_drops
+            .fetch_add(1, Ordering::Relaxed);
+        what
+    }
+
+    /// Whether the session is dropping frames for congestion.
+    pub fn congested(&self) -> bool {
+        self.state.lock().is_ok_and(|st| st.congested)
     }
 
     /// Hands one encoded frame over. `running` is its (PTS, DTS) as running time of the
@@ -66,21 +170,29 @@ impl Feed {
         let Ok(mut st) = self.state.lock() else {
             return Pushed::Skipped;
         };
+        // A session (and a resumption after congestion) must start at an IDR; an encoder
+        // may flag non-IDR I-frames as keyframes too, so look at the NAL units.
+        let idr = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT)
+            && buffer.map_readable().is_ok_and(|m| contains_idr(&m));
         if st.waiting_for_keyframe {
-            // A session must start at an IDR; an encoder may flag non-IDR I-frames as
-            // keyframes too, so look at the NAL units.
-            let idr = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT)
-                && buffer.map_readable().is_ok_and(|m| contains_idr(&m));
             if !idr {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
                 return Pushed::Skipped;
             }
             st.waiting_for_keyframe = false;
         }
+        if let Some(dropped) = self.admit(&mut st, idr) {
+            return dropped;
+        }
         if self.appsrc.current_level_bytes() > MAX_QUEUED_BYTES {
-            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-            st.waiting_for_keyframe = true;
-            return Pushed::Overflow;
+            // Not draining at all, whatever the measured backlog says.
+            if !st.congested {
+                self.counters
+                    .congestion_episodes
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            st.congested = true;
+            return self.drop_congested(Pushed::Congested);
         }
         let output_now = self
             .appsrc

@@ -10,6 +10,7 @@ mod output;
 mod slate;
 mod slate_image;
 pub mod timestamps;
+mod transport_stats;
 
 use gstreamer as gst;
 
@@ -17,7 +18,7 @@ pub use bus::{BusEvent, bus_events};
 pub use capture::{CameraSource, Capture, CaptureParams, SNAPSHOT_WAIT, encode_jpeg};
 pub use counters::{Counters, LatencySummary, RateMeter};
 pub use feed::{Feed, FeedSlot};
-pub use output::{Output, OutputParams};
+pub use output::{Output, OutputParams, Protocol};
 pub use slate::{SLATE_FPS, Slate};
 
 use crate::encoder::EncoderError;

@@ -1,7 +1,10 @@
-//! The output pipeline: appsrc → h264parse → rtspclientsink (RTSP ANNOUNCE/RECORD).
-//! One instance per publish session; restarting it never touches the capture side.
+//! The output pipeline of one publish session: appsrc → h264parse → the protocol's sink
+//! (rtspclientsink for RTSP ANNOUNCE/RECORD; mpegtsmux → srtsink for SRT; flvmux →
+//! rtmp2sink for RTMP). Restarting it never touches the capture side.
 
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -10,6 +13,34 @@ use gstreamer_app as gst_app;
 use super::feed::Feed;
 use super::{Counters, PipelineError, add_and_link, make};
 use crate::config::Transport;
+use crate::delivery::TransportReport;
+
+/// How a session publishes, from its URL's scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Rtsp,
+    Srt,
+    Rtmp,
+}
+
+impl Protocol {
+    pub fn of(url: &str) -> Protocol {
+        match url.split_once("://").map(|(s, _)| s) {
+            Some("srt") => Protocol::Srt,
+            Some("rtmp" | "rtmps") => Protocol::Rtmp,
+            _ => Protocol::Rtsp,
+        }
+    }
+
+    /// Whether the session runs over one TCP connection whose socket can be read.
+    fn over_tcp(self, transport: Transport) -> bool {
+        match self {
+            Protocol::Rtsp => transport == Transport::Tcp,
+            Protocol::Rtmp => true,
+            Protocol::Srt => false,
+        }
+    }
+}
 
 /// Where and how to publish.
 #[derive(Debug, Clone)]
@@ -18,6 +49,11 @@ pub struct OutputParams {
     pub transport: Transport,
     /// Caps of the encoded stream (from the capture's appsink).
     pub caps: gst::Caps,
+    /// Frames older than this when they would be queued are dropped instead.
+    pub max_latency: Duration,
+    pub srt_passphrase: Option<String>,
+    /// The server's addresses, to find the session's TCP connection by.
+    pub peers: Vec<SocketAddr>,
 }
 
 /// A publish session's pipeline.
@@ -25,6 +61,13 @@ pub struct OutputParams {
 pub struct Output {
     pipeline: gst::Pipeline,
     feed: Arc<Feed>,
+    protocol: Protocol,
+    sink: gst::Element,
+    over_tcp: bool,
+    peers: Vec<SocketAddr>,
+    socket: Arc<Mutex<Option<crate::delivery::TcpSocket>>>,
+    /// rtspclientsink's RTP session manager, for RTCP receiver reports.
+    rtpbin: Arc<Mutex<Option<gst::Element>>>,
 }
 
 impl Output {
@@ -37,34 +80,78 @@ impl Output {
             .format(gst::Format::Time)
             .do_timestamp(false)
             .build();
-        let sink = make("rtspclientsink")?;
-        sink.set_property("location", &params.url);
-        sink.set_property_from_str(
-            "protocols",
-            match params.transport {
-                Transport::Tcp => "tcp",
-                Transport::Udp => "udp",
-            },
-        );
-        sink.set_property("latency", 0u32);
-        // Fail a connection attempt fast; the supervisor decides when to retry.
-        sink.set_property("tcp-timeout", 3_000_000u64);
-        let chain = [appsrc.clone().upcast(), make("h264parse")?, sink.clone()];
+        let protocol = Protocol::of(&params.url);
+        let parse = make("h264parse")?;
+        parse.set_property("config-interval", -1i32);
+        let rtpbin = Arc::new(Mutex::new(None));
+        let (chain, sink) = match protocol {
+            Protocol::Rtsp => {
+                let sink = rtsp_sink(params, rtpbin.clone())?;
+                (vec![appsrc.clone().upcast(), parse, sink.clone()], sink)
+            }
+            Protocol::Srt => {
+                let mux = make("mpegtsmux")?;
+                // 7 TS packets per buffer: one SRT payload of 1316 bytes.
+                mux.set_property("alignment", 7i32);
+                let sink = make("srtsink")?;
+                sink.set_property("uri", &params.url);
+                sink.set_property("sync", false);
+                if let Some(phrase) = &params.srt_passphrase {
+                    sink.set_property("passphrase", phrase);
+                    sink.set_property_from_str("pbkeylen", "16");
+                }
+                (
+                    vec![appsrc.clone().upcast(), parse, mux, sink.clone()],
+                    sink,
+                )
+            }
+            Protocol::Rtmp => {
+                let mux = make("flvmux")?;
+                mux.set_property("streamable", true);
+                let sink = make("rtmp2sink")?;
+                sink.set_property("location", &params.url);
+                sink.set_property("sync", false);
+                (
+                    vec![appsrc.clone().upcast(), parse, mux, sink.clone()],
+                    sink,
+                )
+            }
+        };
         add_and_link(&pipeline, &chain)?;
 
-        let feed = Arc::new(Feed::new(appsrc, counters));
-        if let Some(pad) = sink
-            .static_pad("sink_0")
-            .or_else(|| sink.sink_pads().into_iter().next())
-        {
-            Self::count_sent(&pad, feed.clone());
-        } else if let Some(parse_src) = chain[1].static_pad("src") {
-            Self::count_sent(&parse_src, feed.clone());
+        let feed = Arc::new(Feed::new(appsrc, counters, params.max_latency));
+        // Frames are counted where they enter the sink (RTSP) or the muxer, bytes where
+        // they enter the network sink.
+        let frames_pad = chain[2]
+            .sink_pads()
+            .into_iter()
+            .next()
+            .or_else(|| chain[1].static_pad("src"));
+        if let Some(pad) = frames_pad {
+            Self::count_frames(&pad, feed.clone());
         }
-        Ok(Output { pipeline, feed })
+        if let Some(pad) = sink.sink_pads().into_iter().next() {
+            let feed = feed.clone();
+            pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                if let Some(buffer) = info.buffer() {
+                    feed.on_written(buffer.size());
+                }
+                gst::PadProbeReturn::Ok
+            });
+        }
+        Ok(Output {
+            pipeline,
+            feed,
+            protocol,
+            sink,
+            over_tcp: protocol.over_tcp(params.transport),
+            peers: params.peers.clone(),
+            socket: Arc::new(Mutex::new(None)),
+            rtpbin,
+        })
     }
 
-    fn count_sent(pad: &gst::Pad, feed: Arc<Feed>) {
+    fn count_frames(pad: &gst::Pad, feed: Arc<Feed>) {
         let clock = gst::SystemClock::obtain();
         pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
             if let Some(buffer) = info.buffer() {
@@ -75,8 +162,27 @@ impl Output {
         });
     }
 
-    /// Sets the pipeline playing; the RTSP handshake then runs in GStreamer's threads and
-    /// failures arrive on the bus. Blocking.
+    /// What the transport reports of the session now: TCP_INFO of its connection, the
+    /// SRT sink's statistics, or RTCP receiver reports (RTSP over UDP).
+    pub fn transport_report(&self) -> Option<TransportReport> {
+        if self.over_tcp {
+            let mut socket = self.socket.lock().ok()?;
+            if socket.is_none() {
+                *socket = crate::delivery::TcpSocket::find(&self.peers);
+            }
+            return socket.as_ref()?.report();
+        }
+        match self.protocol {
+            Protocol::Srt => super::transport_stats::srt(&self.sink),
+            _ => {
+                let rtpbin = self.rtpbin.lock().ok()?.clone()?;
+                super::transport_stats::rtcp(&rtpbin)
+            }
+        }
+    }
+
+    /// Sets the pipeline playing; the connection handshake then runs in GStreamer's
+    /// threads and failures arrive on the bus. Blocking.
     pub fn start(&self) -> Result<(), PipelineError> {
         self.pipeline
             .set_state(gst::State::Playing)
@@ -88,6 +194,10 @@ impl Output {
         &self.feed
     }
 
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
     pub fn pipeline(&self) -> &gst::Pipeline {
         &self.pipeline
     }
@@ -97,8 +207,9 @@ impl Output {
         self.pipeline.send_event(gst::event::Eos::new());
     }
 
-    /// Asks rtspclientsink to close the session: going to READY queues its TEARDOWN,
-    /// and the bus reports [`super::BusEvent::SessionClosed`] once it went out. Blocking.
+    /// Asks the sink to close the session: for RTSP, going to READY queues its
+    /// TEARDOWN, and the bus reports [`super::BusEvent::SessionClosed`] once it went out.
+    /// Blocking.
     pub fn close_session(&self) {
         let _ = self.pipeline.set_state(gst::State::Ready);
     }
@@ -109,4 +220,31 @@ impl Output {
     pub fn shutdown(&self) {
         let _ = self.pipeline.set_state(gst::State::Null);
     }
+}
+
+fn rtsp_sink(
+    params: &OutputParams,
+    rtpbin: Arc<Mutex<Option<gst::Element>>>,
+) -> Result<gst::Element, PipelineError> {
+    let sink = make("rtspclientsink")?;
+    sink.set_property("location", &params.url);
+    sink.set_property_from_str(
+        "protocols",
+        match params.transport {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        },
+    );
+    sink.set_property("latency", 0u32);
+    // Fail a connection attempt fast; the supervisor decides when to retry.
+    sink.set_property("tcp-timeout", 3_000_000u64);
+    sink.connect("new-manager", false, move |args| {
+        if let Some(manager) = args.get(1).and_then(|v| v.get::<gst::Element>().ok())
+            && let Ok(mut slot) = rtpbin.lock()
+        {
+            *slot = Some(manager);
+        }
+        None
+    });
+    Ok(sink)
 }

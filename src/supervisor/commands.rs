@@ -159,6 +159,9 @@ impl StreamSupervisor {
             return Applied::Restarted;
         };
         let kind = selection.kind;
+        if let Some(b) = s.bitrate.as_mut() {
+            b.configure(self.config.bitrate_kbps, self.config.min_bitrate_kbps);
+        }
         let property = kind.bitrate_property(&self.params());
         if s.capture.running().is_some_and(|c| c.set_bitrate(property)) {
             info!(stream = %self.config.id, from = old.bitrate_kbps, to = self.config.bitrate_kbps, "bitrate changed live");

@@ -123,6 +123,22 @@ pub struct StreamStats {
     pub capture_failed_runs: u32,
     /// In-process recovery of the capture is not working (see the watchdog).
     pub escalated: bool,
+    /// The bitrate the encoder runs at now (adaptive bitrate), kbit/s.
+    pub target_bitrate_kbps: Option<u32>,
+    /// Frames dropped to keep within `max_latency_ms`, and how often that started.
+    pub congestion_drops: u64,
+    pub congestion_episodes: u64,
+    /// What the current session's network delivers.
+    pub delivery: Option<Delivery>,
+}
+
+/// The current publish session's delivery figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Delivery {
+    #[serde(flatten)]
+    pub figures: crate::delivery::DeliverySnapshot,
+    /// Dropping frames for the latency bound right now.
+    pub congested: bool,
 }
 
 impl StreamStats {

@@ -1,6 +1,7 @@
 //! Per-stream supervision: the task that carries out the policy's decisions on a stream's
 //! capture and output pipelines, and the handle the rest of the daemon uses to reach it.
 
+mod adaptation;
 mod capture_side;
 mod commands;
 mod device_release;
@@ -19,7 +20,7 @@ use std::pin::Pin;
 use futures_util::{Stream, StreamExt};
 
 pub use error::{StartError, SupervisorError};
-pub use handle::{Applied, HandleError, StreamCommand, StreamHandle, StreamStats};
+pub use handle::{Applied, Delivery, HandleError, StreamCommand, StreamHandle, StreamStats};
 pub use meta::StreamMeta;
 pub use stream::{BITRATE_RANGE, StreamSupervisor, Tuning};
 

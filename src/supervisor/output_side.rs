@@ -16,7 +16,8 @@ use tracing::{info, warn};
 use super::error::StartError;
 use super::reachability;
 use super::{Events, next_bus, next_of};
-use crate::config::Transport;
+use crate::config::StreamConfig;
+use crate::delivery::{DeliveryMeter, DeliverySnapshot, TransportReport};
 use crate::pipeline::{BusEvent, Counters, FeedSlot, Output, OutputParams, bus_events};
 use crate::policy::{OutputAction, OutputPolicy};
 use crate::redact::redact;
@@ -56,48 +57,54 @@ pub(super) enum OutputEvent {
     Started(Result<(Unclaimed, Events), StartError>),
     /// Probe `id` found this upstream (an index into the list) accepting connections.
     Probed(u64, Option<usize>),
+    /// What the session's transport reported when last asked.
+    Sampled(Option<TransportReport>),
 }
 
 pub(super) struct OutputSide {
     id: String,
-    upstreams: Vec<String>,
-    transport: Transport,
+    config: StreamConfig,
     counters: Arc<Counters>,
     slot: Arc<FeedSlot>,
     pub policy: OutputPolicy,
     session: Option<Session>,
     starting: Option<BoxFuture<'static, Result<(Unclaimed, Events), StartError>>>,
     probe: Option<BoxFuture<'static, (u64, Option<usize>)>>,
+    /// Reading the transport's report (GStreamer calls: off the runtime).
+    sampling: Option<BoxFuture<'static, Option<TransportReport>>>,
     tracker: TaskTracker,
 }
 
 struct Session {
     output: Output,
     events: Events,
+    meter: DeliveryMeter,
 }
 
 impl OutputSide {
     pub fn new(
-        id: String,
-        upstreams: Vec<String>,
-        transport: Transport,
+        config: StreamConfig,
         counters: Arc<Counters>,
         slot: Arc<FeedSlot>,
         policy: OutputPolicy,
         tracker: TaskTracker,
     ) -> Self {
         OutputSide {
-            id,
-            upstreams,
-            transport,
+            id: config.id.clone(),
+            config,
             counters,
             slot,
             policy,
             session: None,
             starting: None,
             probe: None,
+            sampling: None,
             tracker,
         }
+    }
+
+    fn upstream(&self, index: usize) -> &str {
+        &self.config.upstream[index]
     }
 
     /// The next thing the side's I/O reports; pending while nothing is under way.
@@ -112,7 +119,53 @@ impl OutputSide {
                 self.probe = None;
                 OutputEvent::Probed(id, found)
             }
+            report = next_of(&mut self.sampling) => {
+                self.sampling = None;
+                OutputEvent::Sampled(report)
+            }
         }
+    }
+
+    /// Asks the session's transport for its report, unless a request is under way.
+    pub fn sample(&mut self) {
+        if self.sampling.is_some() {
+            return;
+        }
+        let Some(s) = &self.session else { return };
+        let output = s.output.clone();
+        self.sampling = Some(
+            async move {
+                tokio::task::spawn_blocking(move || output.transport_report())
+                    .await
+                    .ok()
+                    .flatten()
+            }
+            .boxed(),
+        );
+    }
+
+    /// Takes a transport report into the session's meter; the transport's part of the
+    /// backlog goes to the feed, which bounds latency with it.
+    pub fn on_sampled(&mut self, now: Instant, report: Option<TransportReport>) {
+        let Some(s) = &mut self.session else { return };
+        let feed = s.output.feed();
+        let queued = feed.queued();
+        let snapshot = s.meter.record(now, feed.written(), queued, report.as_ref());
+        let transport_ms = (snapshot.backlog_ms - queued.time.as_secs_f64() * 1000.0).max(0.0);
+        feed.set_transport_backlog(Duration::from_secs_f64(transport_ms / 1000.0));
+    }
+
+    /// The current session's delivery figures.
+    pub fn delivery(&self) -> Option<(&DeliverySnapshot, bool)> {
+        let s = self.session.as_ref()?;
+        Some((s.meter.snapshot(), s.output.feed().congested()))
+    }
+
+    /// How long the current session's peer has confirmed nothing.
+    pub fn unconfirmed_for(&self, now: Instant) -> Duration {
+        self.session
+            .as_ref()
+            .map_or(Duration::ZERO, |s| s.meter.undelivered_for(now))
     }
 
     pub fn frames_sent(&self) -> u64 {
@@ -127,7 +180,7 @@ impl OutputSide {
             OutputAction::Probe { id, upstreams } => {
                 let urls: Vec<String> = upstreams
                     .iter()
-                    .map(|&i| self.upstreams[i].clone())
+                    .map(|&i| self.upstream(i).to_owned())
                     .collect();
                 self.probe = Some(
                     async move {
@@ -139,7 +192,7 @@ impl OutputSide {
             }
             OutputAction::Abandon => self.drop_session(),
             OutputAction::SwitchTo { index } => {
-                info!(stream = %self.id, upstream = %redact(&self.upstreams[index]), "failing back");
+                info!(stream = %self.id, upstream = %redact(self.upstream(index)), "failing back");
                 self.slot.detach();
                 if let Some(s) = self.session.take() {
                     let id = self.id.clone();
@@ -160,16 +213,27 @@ impl OutputSide {
                 .start_failed(Instant::now(), "the encoded format is not known yet".into());
             return;
         };
-        let params = OutputParams {
-            url: self.upstreams[index].clone(),
-            transport: self.transport,
+        let url = self.upstream(index).to_owned();
+        let passphrase_file = self.config.srt_passphrase_file.clone();
+        let mut params = OutputParams {
+            url: url.clone(),
+            transport: self.config.transport,
             caps,
+            max_latency: Duration::from_millis(u64::from(self.config.max_latency_ms)),
+            srt_passphrase: None,
+            peers: Vec::new(),
         };
         let counters = self.counters.clone();
-        info!(stream = %self.id, upstream = %redact(&params.url), "connecting");
+        info!(stream = %self.id, upstream = %redact(&url), "connecting");
         self.starting = Some(
             async move {
                 let built = tokio::task::spawn_blocking(move || {
+                    params.peers = peers(&url);
+                    if url.starts_with("srt://") {
+                        params.srt_passphrase =
+                            crate::config::srt_passphrase(passphrase_file.as_deref())
+                                .map_err(crate::pipeline::PipelineError::Start)?;
+                    }
                     let output = Output::build(&params, counters)?;
                     let events: Events = Box::pin(bus_events(output.pipeline()));
                     output.start().inspect_err(|_| output.shutdown())?;
@@ -195,7 +259,11 @@ impl OutputSide {
                     return false;
                 };
                 self.slot.attach(output.feed().clone());
-                self.session = Some(Session { output, events });
+                self.session = Some(Session {
+                    output,
+                    events,
+                    meter: DeliveryMeter::new(now),
+                });
                 self.policy.started(now, self.frames_sent());
                 true
             }
@@ -223,6 +291,7 @@ impl OutputSide {
     fn drop_session(&mut self) {
         self.slot.detach();
         self.probe = None;
+        self.sampling = None;
         if let Some(s) = self.session.take() {
             // NULL can block on a dead connection: let it finish on its own.
             self.tracker.spawn_blocking(move || s.output.shutdown());
@@ -236,10 +305,20 @@ impl OutputSide {
         self.slot.detach();
         self.probe = None;
         self.starting = None;
+        self.sampling = None;
         if let Some(s) = self.session.take() {
             close(&self.id, s, deadline).await;
         }
     }
+}
+
+/// The addresses an upstream's host resolves to (blocking: runs in the start task).
+fn peers(url: &str) -> Vec<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    reachability::address(url)
+        .and_then(|a| a.to_socket_addrs().ok())
+        .map(Iterator::collect)
+        .unwrap_or_default()
 }
 
 /// Flushes, sends TEARDOWN, waits for it (bounded), releases the pipeline.

@@ -130,6 +130,15 @@ impl StreamSupervisor {
                 .map(|d| d.as_secs_f64()),
             capture_failed_runs: sides.map_or(0, |s| s.capture.policy.failed_runs()),
             escalated: sides.is_some_and(|s| s.capture.policy.escalated()),
+            target_bitrate_kbps: sides.and_then(|s| s.bitrate.as_ref()).map(|b| b.target()),
+            congestion_drops: Counters::get(&c.congestion_drops),
+            congestion_episodes: Counters::get(&c.congestion_episodes),
+            delivery: sides
+                .and_then(|s| s.output.delivery())
+                .map(|(figures, congested)| super::handle::Delivery {
+                    figures: figures.clone(),
+                    congested,
+                }),
         }
     }
 }

@@ -26,8 +26,8 @@ use crate::encoder::{EncoderError, EncoderKind, EncoderParams, Rejection, Select
 use crate::events::{Events, Kind, Level};
 use crate::pipeline::{CaptureParams, Counters, FeedSlot, RateMeter};
 use crate::policy::{
-    CaptureAction, CapturePolicy, CaptureTiming, Feed, OutputAction, OutputPolicy, OutputTiming,
-    Reason, State, Status,
+    BitrateChange, BitratePolicy, CaptureAction, CapturePolicy, CaptureTiming, Feed, OutputAction,
+    OutputPolicy, OutputTiming, Reason, State, Status,
 };
 
 const TICK: Duration = Duration::from_millis(200);
@@ -67,6 +67,8 @@ pub struct StreamSupervisor {
     pub(super) restarts_before: (u64, u64),
     pub(super) ever_streamed: bool,
     was_streaming: bool,
+    /// Congestion episodes already reported as events.
+    pub(super) congestion_seen: u64,
     pub(super) tracker: TaskTracker,
     tuning: Tuning,
 }
@@ -83,6 +85,8 @@ pub(super) enum Phase {
 pub(super) struct Sides {
     pub capture: CaptureSide,
     pub output: OutputSide,
+    /// Adaptive bitrate, once the encoder runs (none for passthrough or when off).
+    pub bitrate: Option<BitratePolicy>,
     /// Choosing a replacement for an encoder that keeps failing.
     reselecting: Option<BoxFuture<'static, Result<Selection, EncoderError>>>,
 }
@@ -137,6 +141,7 @@ impl StreamSupervisor {
             restarts_before: (0, 0),
             ever_streamed: false,
             was_streaming: false,
+            congestion_seen: 0,
             tracker,
             tuning,
         };
@@ -240,6 +245,7 @@ impl StreamSupervisor {
                         capture,
                         output,
                         reselecting,
+                        ..
                     }) => (Some(capture), Some(output), Some(reselecting)),
                     None => (None, None, None),
                 };
@@ -282,7 +288,9 @@ impl StreamSupervisor {
                 Woke::Timer => {}
             }
             if let Phase::Running(s) = phase {
-                self.step(s);
+                if let Some(change) = self.step(s) {
+                    self.apply_bitrate(s, change).await;
+                }
                 self.publish(s);
             }
         }
@@ -367,22 +375,24 @@ impl StreamSupervisor {
                 CapturePolicy::new(capture_timing, fastrand::Rng::new(), now),
             ),
             output: OutputSide::new(
-                c.id.clone(),
-                c.upstream.clone(),
-                c.transport,
+                c.clone(),
                 self.counters.clone(),
                 slot,
                 OutputPolicy::new(names, output_timing, fastrand::Rng::new(), now),
                 self.tracker.clone(),
             ),
             reselecting: None,
+            bitrate: None,
         }
     }
 
-    /// Runs the policies on the current counters and carries out what they decide.
-    fn step(&mut self, s: &mut Sides) {
+    /// Runs the policies on the current counters and carries out what they decide;
+    /// returns a bitrate change for the caller to apply.
+    fn step(&mut self, s: &mut Sides) -> Option<BitrateChange> {
         let now = Instant::now();
         let frames = s.capture.frames();
+        s.output.sample();
+        let mut bitrate = None;
         if now.duration_since(self.last_rate) >= Duration::from_secs(1) {
             self.last_rate = now;
             self.rates.record(
@@ -390,6 +400,8 @@ impl StreamSupervisor {
                 frames.encoded,
                 Counters::get(&self.counters.bytes_encoded),
             );
+            self.report_congestion(s);
+            bitrate = self.adapt(s, now);
         }
         let had_failure = s.capture.policy.failure().is_some();
         if let Some(action) = s.capture.policy.poll(now, frames) {
@@ -402,6 +414,7 @@ impl StreamSupervisor {
             frames_sent: s.output.frames_sent(),
             encoding: s.capture.policy.encoding(now),
             caps_known: s.capture.encoded_caps().is_some(),
+            unconfirmed_for: s.output.unconfirmed_for(now),
         };
         // A decision can make the next one due at once (a probe result, then a start).
         for _ in 0..4 {
@@ -427,6 +440,7 @@ impl StreamSupervisor {
             info!(stream = %self.config.id, upstream = %s.output.policy.upstream(), "streaming");
         }
         self.was_streaming = streaming;
+        bitrate
     }
 
     fn capture_action(&mut self, s: &mut Sides, action: CaptureAction) {
@@ -506,6 +520,8 @@ impl StreamSupervisor {
                 s.capture
                     .restart_with(selection.kind.spec(&self.params()))
                     .await;
+                // Another encoder, at the configured bitrate: adaptation starts over.
+                s.bitrate = None;
                 self.selection = Some(selection);
                 s.capture.policy.demoted(now);
             }
@@ -528,6 +544,7 @@ fn on_output(s: &mut Sides, ev: OutputEvent, now: Instant) {
             }
         }
         OutputEvent::Probed(id, found) => s.output.policy.probe_result(now, id, found),
+        OutputEvent::Sampled(report) => s.output.on_sampled(now, report),
     }
 }
 
