@@ -54,16 +54,22 @@ pub struct DeliveryMeter {
     delivered: u64,
     acks: u64,
     progress_at: Instant,
+    /// The transport confirms delivery (TCP, SRT); else nothing is ever unconfirmed.
+    confirms: bool,
+    confirmed: bool,
 }
 
 impl DeliveryMeter {
-    pub fn new(now: Instant) -> Self {
+    /// `confirms`: the session's transport reports what its peer acknowledged.
+    pub fn new(now: Instant, confirms: bool) -> Self {
         DeliveryMeter {
             samples: VecDeque::new(),
             last: DeliverySnapshot::default(),
             delivered: 0,
             acks: 0,
             progress_at: now,
+            confirms,
+            confirmed: !confirms,
         }
     }
 
@@ -89,6 +95,8 @@ impl DeliveryMeter {
         };
         if progressed {
             self.progress_at = now;
+            // Only the transport's own acknowledgements confirm a peer.
+            self.confirmed |= report.acks.is_some() || report.acked_bytes.is_some();
         }
         self.acks = self.acks.max(report.acks.unwrap_or(0));
         self.delivered = self.delivered.max(delivered);
@@ -134,9 +142,20 @@ impl DeliveryMeter {
         &self.last
     }
 
-    /// How long the peer has confirmed nothing more.
+    /// How long the peer has confirmed nothing more (zero for a transport that does
+    /// not confirm).
     pub fn undelivered_for(&self, now: Instant) -> Duration {
-        now.duration_since(self.progress_at)
+        if self.confirms {
+            now.duration_since(self.progress_at)
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// Whether the peer has acknowledged anything yet (always, for a transport that
+    /// does not confirm).
+    pub fn confirmed(&self) -> bool {
+        self.confirmed
     }
 
     /// Bytes delivered in this session so far.
@@ -160,7 +179,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn rate_follows_acknowledged_bytes_not_hand_over() {
         let t0 = Instant::now();
-        let mut m = DeliveryMeter::new(t0);
+        let mut m = DeliveryMeter::new(t0, true);
         // 2 Mbit/s handed over, 1 Mbit/s acknowledged: the rest piles up unsent.
         for i in 0..=10u64 {
             let t = t0 + Duration::from_millis(200 * i);
@@ -184,7 +203,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_dead_link_has_a_growing_backlog_and_no_rate() {
         let t0 = Instant::now();
-        let mut m = DeliveryMeter::new(t0);
+        let mut m = DeliveryMeter::new(t0, true);
         m.record(t0, 10_000, Queued::default(), Some(&tcp(10_000, 0)));
         for i in 1..=25u64 {
             let t = t0 + Duration::from_millis(200 * i);
@@ -205,7 +224,6 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn without_acknowledgements_unsent_bytes_are_not_delivered() {
         let t0 = Instant::now();
-        let mut m = DeliveryMeter::new(t0);
         let queued = Queued {
             bytes: 30_000,
             time: Duration::from_millis(120),
@@ -214,11 +232,58 @@ mod tests {
             unsent_bytes: 0,
             ..TransportReport::default()
         };
+        let mut m = DeliveryMeter::new(t0, false);
         m.record(t0, 0, queued, Some(&report));
         let s = m.record(t0 + Duration::from_secs(1), 125_000, queued, Some(&report));
         assert!((s.delivered_kbps - 1000.0).abs() < 1.0, "{s:?}");
         assert_eq!(s.backlog_bytes, 30_000);
         assert!((s.backlog_ms - 120.0).abs() < 0.01);
         assert!(!s.acknowledged);
+        assert!(m.confirmed());
+        assert_eq!(
+            m.undelivered_for(t0 + Duration::from_secs(9)),
+            Duration::ZERO
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_confirming_transport_is_unconfirmed_until_acknowledged() {
+        let t0 = Instant::now();
+        let mut m = DeliveryMeter::new(t0, true);
+        // Frames written, no report from the transport yet (SRT not connected).
+        m.record(
+            t0 + Duration::from_millis(200),
+            5000,
+            Queued::default(),
+            None,
+        );
+        assert!(!m.confirmed());
+        let srt = TransportReport {
+            acks: Some(3),
+            delivered_bytes: Some(4000),
+            ..TransportReport::default()
+        };
+        m.record(
+            t0 + Duration::from_millis(400),
+            5000,
+            Queued::default(),
+            Some(&srt),
+        );
+        assert!(m.confirmed());
+        // Acknowledgements stop while bytes still go out: unconfirmed from then on.
+        let silent = TransportReport {
+            delivered_bytes: Some(9000),
+            ..srt
+        };
+        m.record(
+            t0 + Duration::from_secs(3),
+            9000,
+            Queued::default(),
+            Some(&silent),
+        );
+        assert_eq!(
+            m.undelivered_for(t0 + Duration::from_secs(3)),
+            Duration::from_millis(2600)
+        );
     }
 }

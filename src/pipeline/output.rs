@@ -198,6 +198,11 @@ impl Output {
         self.protocol
     }
 
+    /// Whether the transport reports what its peer acknowledged (TCP, SRT).
+    pub fn confirms(&self) -> bool {
+        self.over_tcp || self.protocol == Protocol::Srt
+    }
+
     pub fn pipeline(&self) -> &gst::Pipeline {
         &self.pipeline
     }

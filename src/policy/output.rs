@@ -16,8 +16,10 @@
 //!   `output_stalled` there is no probing: the retry waits for its delay.
 //! - A session that has not sent a frame within `connect_timeout`, or a streaming one
 //!   that took no frame for `send_stall` while the encoder produced frames, is abandoned
-//!   (`output_stalled`), as is one whose peer confirmed nothing it sent (no TCP or SRT
-//!   acknowledgement) for `send_stall`. Streaming for `stable_after` resets the backoff.
+//!   (`output_stalled`). A session only counts as streaming once its peer acknowledged
+//!   something (TCP, SRT); one whose peer then confirms nothing for `send_stall` is
+//!   dropped and classified by a probe like a session that ended. Streaming for
+//!   `stable_after` resets the backoff.
 //! - Failback: while streaming on a later upstream, the earlier ones are probed every
 //!   `failback_after / 6` (0.2–5 s); once one has answered every probe for
 //!   `failback_after`, the stream switches back to it (a failed probe starts the count
@@ -69,6 +71,9 @@ pub enum OutputAction {
     Probe { id: u64, upstreams: Vec<usize> },
     /// Drop the current session now; the policy has recorded why and when to retry.
     Abandon,
+    /// Drop the current session, whose peer went silent, and probe these upstreams to
+    /// classify the loss (reported under `id`, as for `Probe`).
+    Lost { id: u64, upstreams: Vec<usize> },
     /// Close the current session cleanly and start one on the preferred upstream `index`.
     SwitchTo { index: usize },
 }
@@ -85,6 +90,9 @@ pub struct Feed {
     /// How long the current session's peer has confirmed nothing (zero when the
     /// transport does not tell).
     pub unconfirmed_for: Duration,
+    /// The current session's peer acknowledged something (always true when the
+    /// transport does not tell): a session only streams once it has.
+    pub confirmed: bool,
 }
 
 #[derive(Debug)]
@@ -203,7 +211,7 @@ impl OutputPolicy {
                 sent_at_start,
                 ..
             } => {
-                if feed.frames_sent > *sent_at_start {
+                if feed.frames_sent > *sent_at_start && feed.confirmed {
                     self.enter_streaming(now, feed.frames_sent);
                     None
                 } else if now.duration_since(*since) > timing.connect_timeout {
@@ -239,7 +247,12 @@ impl OutputPolicy {
                         "the upstream acknowledged nothing for {} ms",
                         feed.unconfirmed_for.as_millis()
                     );
-                    return Some(self.abandon(now, message));
+                    return Some(match self.session_ended(Some(message)) {
+                        OutputAction::Probe { id, upstreams } => {
+                            OutputAction::Lost { id, upstreams }
+                        }
+                        other => other,
+                    });
                 }
                 let w = failback.as_mut()?;
                 if let (Some((index, since)), Some(after)) = (w.candidate, timing.failback_after)

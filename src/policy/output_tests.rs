@@ -18,6 +18,7 @@ fn feed(frames_sent: u64) -> Feed {
         encoding: true,
         caps_known: true,
         unconfirmed_for: Duration::ZERO,
+        confirmed: true,
     }
 }
 
@@ -400,6 +401,30 @@ async fn a_session_whose_peer_confirms_nothing_is_abandoned() {
         unconfirmed_for: Duration::from_millis(3100),
         ..feed(sent)
     };
-    assert_eq!(p.poll(Instant::now(), silent), Some(OutputAction::Abandon));
-    assert_eq!(p.failure().map(Reason::code), Some("output_stalled"));
+    let Some(OutputAction::Lost { id, upstreams }) = p.poll(Instant::now(), silent) else {
+        panic!("a silent peer is a lost session");
+    };
+    assert_eq!(upstreams, vec![0]);
+    assert_eq!(p.failure().map(Reason::code), Some("upstream_lost"));
+    // Nothing answers the probe: unreachable, waited for by fast probing.
+    p.probe_result(Instant::now(), id, None);
+    assert_eq!(p.failure().map(Reason::code), Some("upstream_unreachable"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_streams_only_once_its_peer_confirmed_something() {
+    let mut p = policy(1, OutputTiming::default());
+    assert!(matches!(
+        p.poll(Instant::now(), feed(0)),
+        Some(OutputAction::Start { .. })
+    ));
+    p.started(Instant::now(), 0);
+    let unconfirmed = Feed {
+        confirmed: false,
+        ..feed(20)
+    };
+    assert_eq!(p.poll(Instant::now(), unconfirmed), None);
+    assert!(!p.streaming(), "frames taken, nothing acknowledged");
+    assert_eq!(p.poll(Instant::now(), feed(21)), None);
+    assert!(p.streaming());
 }

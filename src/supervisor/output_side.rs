@@ -18,7 +18,7 @@ use super::reachability;
 use super::{Events, next_bus, next_of};
 use crate::config::StreamConfig;
 use crate::delivery::{DeliveryMeter, DeliverySnapshot, TransportReport};
-use crate::pipeline::{BusEvent, Counters, FeedSlot, Output, OutputParams, bus_events};
+use crate::pipeline::{BusEvent, Counters, FeedSlot, Output, OutputParams, Protocol, bus_events};
 use crate::policy::{OutputAction, OutputPolicy};
 use crate::redact::redact;
 
@@ -168,6 +168,11 @@ impl OutputSide {
             .map_or(Duration::ZERO, |s| s.meter.undelivered_for(now))
     }
 
+    /// Whether the current session's peer has acknowledged anything.
+    pub fn confirmed(&self) -> bool {
+        self.session.as_ref().is_some_and(|s| s.meter.confirmed())
+    }
+
     pub fn frames_sent(&self) -> u64 {
         Counters::get(&self.counters.frames_sent)
     }
@@ -191,6 +196,11 @@ impl OutputSide {
                 );
             }
             OutputAction::Abandon => self.drop_session(),
+            OutputAction::Lost { id, upstreams } => {
+                warn!(stream = %self.id, "upstream stopped acknowledging; dropping the session");
+                self.drop_session();
+                self.execute(OutputAction::Probe { id, upstreams }, caps);
+            }
             OutputAction::SwitchTo { index } => {
                 info!(stream = %self.id, upstream = %redact(self.upstream(index)), "failing back");
                 self.slot.detach();
@@ -259,10 +269,11 @@ impl OutputSide {
                     return false;
                 };
                 self.slot.attach(output.feed().clone());
+                let confirms = output.confirms();
                 self.session = Some(Session {
                     output,
                     events,
-                    meter: DeliveryMeter::new(now),
+                    meter: DeliveryMeter::new(now, confirms),
                 });
                 self.policy.started(now, self.frames_sent());
                 true
@@ -321,18 +332,32 @@ fn peers(url: &str) -> Vec<std::net::SocketAddr> {
         .unwrap_or_default()
 }
 
-/// Flushes, sends TEARDOWN, waits for it (bounded), releases the pipeline.
+/// Flushes, sends TEARDOWN (RTSP) and waits for it (bounded), releases the pipeline.
 async fn close(id: &str, mut s: Session, deadline: tokio::time::Instant) {
-    let wait_for = async |events: &mut Events, pred: fn(&BusEvent) -> bool| {
-        while let Some(ev) = events.next().await {
-            if pred(&ev) || matches!(ev, BusEvent::Error { .. }) {
-                break;
-            }
-        }
-    };
     s.output.send_eos();
     let eos_by = deadline.min(tokio::time::Instant::now() + EOS_WAIT);
     let _ = tokio::time::timeout_at(eos_by, wait_for(&mut s.events, |e| *e == BusEvent::Eos)).await;
+    if s.output.protocol() == Protocol::Rtsp {
+        teardown(id, &mut s, deadline).await;
+    }
+    let output = s.output;
+    let stopping = tokio::task::spawn_blocking(move || output.shutdown());
+    if tokio::time::timeout_at(deadline, stopping).await.is_err() {
+        warn!(stream = %id, "output pipeline slow to stop; leaving it behind");
+    }
+}
+
+/// Reads the bus until `pred` matches or an error comes.
+async fn wait_for(events: &mut Events, pred: fn(&BusEvent) -> bool) {
+    while let Some(ev) = events.next().await {
+        if pred(&ev) || matches!(ev, BusEvent::Error { .. }) {
+            break;
+        }
+    }
+}
+
+/// Sends the RTSP TEARDOWN and waits (bounded) for it to go out.
+async fn teardown(id: &str, s: &mut Session, deadline: tokio::time::Instant) {
     let output = s.output.clone();
     let closing = tokio::task::spawn_blocking(move || output.close_session());
     let closed = tokio::time::timeout_at(
@@ -345,10 +370,5 @@ async fn close(id: &str, mut s: Session, deadline: tokio::time::Instant) {
     .await;
     if closed.is_err() {
         warn!(stream = %id, "RTSP TEARDOWN not confirmed in time; closing the connection");
-    }
-    let output = s.output;
-    let stopping = tokio::task::spawn_blocking(move || output.shutdown());
-    if tokio::time::timeout_at(deadline, stopping).await.is_err() {
-        warn!(stream = %id, "output pipeline slow to stop; leaving it behind");
     }
 }

@@ -415,6 +415,7 @@ impl StreamSupervisor {
             encoding: s.capture.policy.encoding(now),
             caps_known: s.capture.encoded_caps().is_some(),
             unconfirmed_for: s.output.unconfirmed_for(now),
+            confirmed: s.output.confirmed(),
         };
         // A decision can make the next one due at once (a probe result, then a start).
         for _ in 0..4 {
