@@ -8,6 +8,7 @@ pub mod media;
 pub mod mqtt;
 pub mod receiver;
 pub mod rig;
+pub mod rtmp;
 pub mod tls;
 
 use std::net::TcpListener;
