@@ -6,6 +6,7 @@ pub mod broker;
 pub mod daemon;
 pub mod media;
 pub mod mqtt;
+pub mod netns;
 pub mod receiver;
 pub mod rig;
 pub mod rtmp;
