@@ -13,7 +13,9 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use support::media;
 use support::netns::{LinkLab, Shape, thread_netns};
+use support::rtmp::{self, RtmpServer};
 
 /// The shaped rate, and how far the measured payload rate may be from it. The payload
 /// is about 93 % of the rate: TCP/IP and link headers (66 of 1,514 bytes) and the ACKs,
@@ -338,6 +340,37 @@ fn a_blackout_stops_delivery_and_restore_resumes_it_at_the_shaped_rate() {
     assert!(
         within_tolerance(rate),
         "{rate:.0} kbit/s after restore, not the shape's; {}",
+        lab.qdisc()
+    );
+}
+
+#[test]
+fn an_rtmp_publish_in_the_lab_crosses_the_shaped_link_whole() {
+    let lab = LinkLab::enter();
+    lab.shape(Shape::kbit(RATE_KBIT));
+    let server = RtmpServer::start();
+    let nginx_ns =
+        std::fs::read_link(format!("/proc/{}/ns/net", server.pid())).expect("nginx's namespace");
+    assert_eq!(
+        nginx_ns.to_string_lossy(),
+        child_netns(),
+        "nginx runs in the lab"
+    );
+
+    // Below the link's rate, so nothing is lost: 3 s of video at 500 kbit/s.
+    rtmp::push(&server.url("cam"), 90, 500);
+    assert!(
+        server.wait_ended("cam", 1, DATA_TIMEOUT),
+        "publish did not end"
+    );
+    let file = &server.recordings_of("cam")[0];
+    let video = media::video(file);
+    assert_eq!(video.codec, "h264", "{video:?}");
+    assert!(video.frames >= 88, "{video:?}");
+    let recorded = std::fs::metadata(file).expect("recording").len();
+    assert!(
+        lab.sent_bytes() >= recorded,
+        "the {recorded} recorded bytes crossed the shaped link: {}",
         lab.qdisc()
     );
 }

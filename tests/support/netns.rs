@@ -208,6 +208,16 @@ impl LinkLab {
         self.run(&["tc", "-s", "qdisc", "show", "dev", "lo"])
     }
 
+    /// Bytes the root qdisc of the lab's `lo` has sent since it was last put (by `shape`,
+    /// `unshape`, `blackout` or `restore`); 0 when unshaped (lo has no qdisc then).
+    pub fn sent_bytes(&self) -> u64 {
+        // "qdisc tbf 8001: root refcnt 2 rate 1Mbit burst 4Kb lat 300ms\n Sent 1234 bytes 5 pkt …"
+        self.qdisc()
+            .split_once(" Sent ")
+            .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Puts the root qdisc that the current shape and blackout call for.
     fn apply(&self) {
         let replace = ["tc", "qdisc", "replace", "dev", "lo", "root"];

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,13 @@ const PORT_ATTEMPTS: usize = 3;
 const MODULE: &str = "ngx_rtmp_module.so";
 /// Where Debian's nginx looks for modules, if `nginx -V` does not say.
 const DEBIAN_MODULES: &str = "/usr/lib/nginx/modules";
+
+/// How long `push` may take beyond the video's own duration (a first GStreamer start
+/// scans the plugin registry).
+const PUSH_SLACK: Duration = Duration::from_secs(30);
+/// The size of the test pattern `push` sends.
+pub const WIDTH: u64 = 320;
+pub const HEIGHT: u64 = 240;
 
 /// A running nginx-rtmp. Its error log is kept in memory (`log()`), in `error.log` in
 /// its dir, and printed if a test panics while the server lives.
@@ -121,6 +129,11 @@ impl RtmpServer {
     /// `rtmp://127.0.0.1:PORT/live/NAME`.
     pub fn url(&self, name: &str) -> String {
         format!("rtmp://127.0.0.1:{}/live/{name}", self.port)
+    }
+
+    /// The nginx process's id (it changes with `restart`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The server's temp dir (config, pid, logs, `records/`).
@@ -372,4 +385,42 @@ fn connection(line: &str) -> Option<u64> {
 fn quoted<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
     let rest = &line[line.find(prefix)? + prefix.len()..];
     Some(&rest[..rest.find('\'')?])
+}
+
+/// Publishes `frames` frames of live test pattern (30 fps, `WIDTH`x`HEIGHT`, x264 at
+/// `kbit`) to `url` with gst-launch-1.0, the way an RTMP camera would, and waits (bounded)
+/// for it to finish; panics if it fails or hangs.
+pub fn push(url: &str, frames: u32, kbit: u32) -> Output {
+    let launch = format!(
+        "videotestsrc is-live=true num-buffers={frames} \
+         ! video/x-raw,format=I420,width={WIDTH},height={HEIGHT},framerate=30/1 \
+         ! x264enc tune=zerolatency bitrate={kbit} ! h264parse ! flvmux streamable=true \
+         ! rtmp2sink location={url}"
+    );
+    let child = Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(launch.split_whitespace())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gst-launch-1.0");
+    let pid = Pid::from_raw(child.id() as i32);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let limit = Duration::from_secs(u64::from(frames / 30 + 1)) + PUSH_SLACK;
+    let Ok(out) = rx.recv_timeout(limit) else {
+        let _ = kill(pid, Signal::SIGKILL);
+        panic!("gst-launch-1.0 did not finish pushing {frames} frames to {url} in {limit:?}");
+    };
+    let out = out.expect("wait for gst-launch-1.0");
+    assert!(
+        out.status.success(),
+        "gst-launch-1.0 failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
