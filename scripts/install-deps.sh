@@ -10,11 +10,25 @@ PACKAGES=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-rtsp gstreamer1.0-tools gstreamer1.0-libav
   mosquitto mosquitto-clients libv4l-dev v4l-utils ffmpeg python3 time make
+  nginx libnginx-mod-rtmp iproute2
 )
 
 # shellcheck source=scripts/lib/apt.sh
 source "$(dirname "$0")/lib/apt.sh"
+# The RTMP tests run their own nginx (tests/support/rtmp.rs); the system service the
+# package enables would only hold port 80. Disabled only when this run installed nginx,
+# so a machine's own web server is left alone.
+nginx_was_installed=false
+dpkg-query -W -f='${Status}' nginx 2>/dev/null | grep -q "install ok installed" && nginx_was_installed=true
 apt_install_missing "${PACKAGES[@]}"
+if ! $nginx_was_installed; then
+  if [ -d /run/systemd/system ]; then
+    as_root systemctl disable --now nginx.service >/dev/null 2>&1 || true
+  elif [ -x /etc/init.d/nginx ] && command -v update-rc.d >/dev/null 2>&1; then
+    as_root /etc/init.d/nginx stop >/dev/null 2>&1 || true
+    as_root update-rc.d nginx disable >/dev/null 2>&1 || true
+  fi
+fi
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo not found: install Rust with rustup (https://rustup.rs) first" >&2

@@ -32,3 +32,31 @@ pub fn probe(file: &Path) -> Value {
     stream["frames"] = frames.map_or(Value::Null, Value::from);
     stream
 }
+
+/// The first video stream of a file, as ffprobe decodes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Video {
+    /// ffprobe's codec name, e.g. `h264`.
+    pub codec: String,
+    pub width: u64,
+    pub height: u64,
+    /// Frames decoded from the whole file.
+    pub frames: u64,
+}
+
+/// `probe(file)` as a `Video`; panics when a field is missing (no video stream, or
+/// nothing decodable).
+pub fn video(file: &Path) -> Video {
+    let s = probe(file);
+    let field = |key: &str| {
+        s[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("ffprobe {}: no {key} in {s}", file.display()))
+    };
+    Video {
+        codec: s["codec_name"].as_str().unwrap_or_default().to_owned(),
+        width: field("width"),
+        height: field("height"),
+        frames: field("frames"),
+    }
+}

@@ -6,8 +6,10 @@ pub mod broker;
 pub mod daemon;
 pub mod media;
 pub mod mqtt;
+pub mod netns;
 pub mod receiver;
 pub mod rig;
+pub mod rtmp;
 pub mod tls;
 
 use std::net::TcpListener;
