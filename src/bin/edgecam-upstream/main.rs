@@ -1,0 +1,108 @@
+//! `edgecam-upstream`: the RECORD-mode RTSP receiver that tests, benchmarks and the demo
+//! publish to; it counts (and optionally records) each session and reports JSON lines.
+
+mod rtsp;
+mod sessions;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use gst::glib;
+use gstreamer as gst;
+use gstreamer_rtsp_server::prelude::*;
+use nix::sys::signal::{SigSet, Signal};
+use serde::Serialize;
+
+use sessions::Shared;
+
+const ABOUT: &str = "RECORD-mode RTSP receiver: accepts H.264 publishes (ANNOUNCE/SETUP/RECORD, \
+TCP interleaved or UDP) on any path, counts access units per session and reports JSON lines on stdout.";
+
+const CONTRACT: &str = "\
+Stdout carries one JSON object per line, each with \"event\" and \"t\" (seconds since start):
+  listening      port                                  the server accepts connections
+  session_start  session path                          a publisher's media was created (ANNOUNCE)
+  first_frame    session path idr width height         the first access unit of a session
+  stats          session path frames keyframes bytes   every second for each session with frames
+                 first_idr pts_monotonic pts_backwards
+                 pts_missing width height fps elapsed_s
+  teardown       session path                          the client sent TEARDOWN
+  session_end    the stats fields + file (or null)     exactly once per session, whatever ended it
+Sessions are numbered 1, 2, 3... in order of arrival. SIGTERM/SIGINT end all sessions, then exit 0.";
+
+#[derive(Parser, Debug)]
+#[command(name = "edgecam-upstream", version, about = ABOUT, after_help = CONTRACT)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: String,
+    /// Port to listen on; 0 picks a free one (reported in the `listening` line).
+    #[arg(long, default_value_t = 8554)]
+    port: u16,
+    /// Write each session's Annex B H.264 stream to DIR/<path with '/' as '_'>-<session>.h264.
+    #[arg(long, value_name = "DIR")]
+    record_dir: Option<PathBuf>,
+}
+
+fn run(args: Args) -> Result<(), String> {
+    // Block the stop signals before any thread exists so every thread inherits the mask
+    // and only the waiter thread below receives them.
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGINT);
+    signals
+        .thread_block()
+        .map_err(|e| format!("blocking signals: {e}"))?;
+
+    gst::init().map_err(|e| format!("gstreamer init: {e}"))?;
+    if let Some(dir) = &args.record_dir {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    let shared = Arc::new(Shared::new(args.record_dir.clone()));
+    let server = rtsp::server(&shared, &args.bind, args.port);
+
+    let _source = server
+        .attach(None)
+        .map_err(|e| format!("listening on {}:{}: {e}", args.bind, args.port))?;
+    #[derive(Serialize)]
+    struct Listening {
+        port: i32,
+    }
+    shared.emit(
+        "listening",
+        Listening {
+            port: server.bound_port(),
+        },
+    );
+
+    let main_loop = glib::MainLoop::new(None, false);
+    let ml = main_loop.clone();
+    std::thread::spawn(move || {
+        if let Ok(sig) = signals.wait() {
+            eprintln!("edgecam-upstream: {sig:?}, stopping");
+        }
+        ml.quit();
+    });
+    let sh = shared.clone();
+    glib::timeout_add(Duration::from_secs(1), move || {
+        sh.emit_stats();
+        glib::ControlFlow::Continue
+    });
+
+    main_loop.run();
+    shared.end_sessions(|_, _| true);
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("edgecam-upstream: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
