@@ -1,6 +1,7 @@
 //! `edgecam-upstream`: the RECORD-mode RTSP receiver that tests, benchmarks and the demo
 //! publish to; it counts (and optionally records) each session and reports JSON lines.
 
+mod age;
 mod rtsp;
 mod sessions;
 
@@ -26,11 +27,17 @@ Stdout carries one JSON object per line, each with \"event\" and \"t\" (seconds 
   listening      port                                  the server accepts connections
   session_start  session path                          a publisher's media was created (ANNOUNCE)
   first_frame    session path idr width height         the first access unit of a session
-  stats          session path frames keyframes bytes   every second for each session with frames
-                 first_idr pts_monotonic pts_backwards
+  stats          session path frames keyframes bytes   every second for each session that has had
+                 first_idr pts_monotonic pts_backwards a frame, frames in that second or not
                  pts_missing width height fps elapsed_s
+                 window_frames window_kbps age_ms      the frames since the previous stats line
+                 age_p50_ms age_p95_ms age_max_ms      (ages null when there were none)
   teardown       session path                          the client sent TEARDOWN
-  session_end    the stats fields + file (or null)     exactly once per session, whatever ended it
+  session_end    the stats fields up to elapsed_s,     exactly once per session, whatever ended it
+                 kbps age_p50_ms age_p95_ms
+                 age_max_ms (whole session), file (or null)
+A frame's age (ms) is its one-way delay (arrival minus its RTP timestamp) less the lowest delay
+of the session so far: 0 while a stream keeps pace, growing when it falls behind.
 Sessions are numbered 1, 2, 3... in order of arrival. SIGTERM/SIGINT end all sessions, then exit 0.";
 
 #[derive(Parser, Debug)]

@@ -10,7 +10,8 @@ use gstreamer_app as gst_app;
 use gstreamer_rtsp_server as rtsp;
 use rtsp::prelude::*;
 
-use crate::sessions::Shared;
+use crate::age::{RtpFrameTimes, parse_rtp_header};
+use crate::sessions::{Origin, Shared};
 
 /// Media pipeline of each publish: depayload, parse into one Annex B access unit per buffer, count.
 const LAUNCH: &str = "( rtph264depay name=depay0 ! h264parse config-interval=-1 \
@@ -31,7 +32,7 @@ pub fn server(shared: &Arc<Shared>, bind: &str, port: u16) -> rtsp::RTSPServer {
         let s = sh.clone();
         client.connect_closed(move |c| {
             let key = client_key(c);
-            s.end_sessions(|_, sess| sess.client == key);
+            s.end_sessions(|_, sess| sess.origin == Origin::Rtsp { client: key });
         });
     });
     server
@@ -134,13 +135,19 @@ mod any_path {
 /// Called for every media a factory creates, i.e. once per ANNOUNCE.
 fn configure_media(shared: &Arc<Shared>, path: &str, media: &rtsp::RTSPMedia) {
     let client = rtsp::RTSPContext::with_current_context(|ctx| ctx.client().map(client_key));
-    let id = shared.start_session(path.to_string(), client.flatten().unwrap_or(0));
+    let origin = Origin::Rtsp {
+        client: client.flatten().unwrap_or(0),
+    };
+    let id = shared.start_session(path.to_string(), origin);
 
-    let sink = media
-        .element()
-        .downcast::<gst::Bin>()
-        .ok()
-        .and_then(|bin| bin.by_name("sink"))
+    let bin = media.element().downcast::<gst::Bin>().ok();
+    let times = Arc::new(Mutex::new(RtpFrameTimes::default()));
+    match bin.as_ref().and_then(|b| b.by_name("depay0")) {
+        Some(depay) => watch_rtp(shared, &depay, &times),
+        None => eprintln!("edgecam-upstream: session {id}: no depay0 in media pipeline"),
+    }
+    let sink = bin
+        .and_then(|b| b.by_name("sink"))
         .and_then(|e| e.downcast::<gst_app::AppSink>().ok());
     match sink {
         Some(sink) => {
@@ -149,7 +156,9 @@ fn configure_media(shared: &Arc<Shared>, path: &str, media: &rtsp::RTSPMedia) {
                 gst_app::AppSinkCallbacks::builder()
                     .new_sample(move |sink| {
                         if let Ok(sample) = sink.pull_sample() {
-                            sh.on_sample(id, &sample);
+                            let pts = sample.buffer().and_then(|b| b.pts()).map(|p| p.nseconds());
+                            let time = lock(&times).take(pts);
+                            sh.on_frame(id, &sample, time);
                         }
                         Ok(gst::FlowSuccess::Ok)
                     })
@@ -160,4 +169,41 @@ fn configure_media(shared: &Arc<Shared>, path: &str, media: &rtsp::RTSPMedia) {
     }
     let sh = shared.clone();
     media.connect_unprepared(move |_| sh.end_sessions(|sid, _| sid == id));
+}
+
+/// Notes the RTP timestamp, marker and arrival of every packet entering the depayloader.
+/// Read here, before depayloading: the PTS that comes out was retimed by the jitterbuffer
+/// to track arrival, which would hide a stream falling behind.
+fn watch_rtp(shared: &Arc<Shared>, depay: &gst::Element, times: &Arc<Mutex<RtpFrameTimes>>) {
+    let Some(pad) = depay.static_pad("sink") else {
+        return;
+    };
+    let (sh, times) = (shared.clone(), times.clone());
+    pad.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+        move |_, info| {
+            let arrival_s = sh.now_s();
+            let mut times = lock(&times);
+            let mut note = |buffer: &gst::BufferRef| {
+                let mut head = [0u8; 8];
+                if buffer.copy_to_slice(0, &mut head).is_ok()
+                    && let Some(header) = parse_rtp_header(&head)
+                {
+                    let pts = buffer.pts().map(|p| p.nseconds());
+                    times.on_packet(header, pts, arrival_s);
+                }
+            };
+            if let Some(buffer) = info.buffer() {
+                note(buffer);
+            } else if let Some(list) = info.buffer_list() {
+                list.iter().for_each(&mut note);
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+}
+
+fn lock(times: &Mutex<RtpFrameTimes>) -> std::sync::MutexGuard<'_, RtpFrameTimes> {
+    // Only plain data inside: a panic elsewhere leaves it usable.
+    times.lock().unwrap_or_else(|e| e.into_inner())
 }

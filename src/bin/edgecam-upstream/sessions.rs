@@ -12,12 +12,42 @@ use edgecam::pipeline::h264::contains_idr;
 use gstreamer as gst;
 use serde::Serialize;
 
+use crate::age::{AgeMeter, AgeSummary, FrameTime, tenth};
+
+/// Where a session comes from, to match the events that end it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Origin {
+    /// A publish over RTSP by the `RTSPClient` at this address (TEARDOWN, connection close).
+    Rtsp { client: usize },
+    /// A caller of the SRT listener.
+    #[default]
+    Srt,
+}
+
+/// What arrived since the previous `stats` line of a session.
+struct Window {
+    since: Instant,
+    frames: u64,
+    bytes: u64,
+    ages_ms: Vec<f64>,
+}
+
+impl Window {
+    fn new(since: Instant) -> Window {
+        Window {
+            since,
+            frames: 0,
+            bytes: 0,
+            ages_ms: Vec::new(),
+        }
+    }
+}
+
 /// One active publish session: what has been received so far.
 #[derive(Default)]
 pub struct Session {
     path: String,
-    /// Address of the `RTSPClient` that created it, to match TEARDOWN and connection close.
-    pub client: usize,
+    pub origin: Origin,
     first_frame_at: Option<Instant>,
     frames: u64,
     keyframes: u64,
@@ -32,6 +62,9 @@ pub struct Session {
     height: i32,
     file: Option<(PathBuf, BufWriter<File>)>,
     torn_down: bool,
+    ages: AgeMeter,
+    /// From the first frame on.
+    window: Option<Window>,
 }
 
 #[derive(Default)]
@@ -70,8 +103,9 @@ struct FirstFrame<'a> {
     height: i32,
 }
 
+/// Counts over the whole session, in `stats` and `session_end`.
 #[derive(Serialize)]
-struct Stats<'a> {
+struct Totals<'a> {
     session: u64,
     path: &'a str,
     frames: u64,
@@ -88,9 +122,24 @@ struct Stats<'a> {
 }
 
 #[derive(Serialize)]
+struct Stats<'a> {
+    #[serde(flatten)]
+    totals: Totals<'a>,
+    window_frames: u64,
+    window_kbps: f64,
+    age_ms: Vec<f64>,
+    #[serde(flatten)]
+    window_ages: AgeSummary,
+}
+
+#[derive(Serialize)]
 struct End<'a> {
     #[serde(flatten)]
-    stats: Stats<'a>,
+    totals: Totals<'a>,
+    /// Bytes over `elapsed_s`.
+    kbps: f64,
+    #[serde(flatten)]
+    ages: AgeSummary,
     file: Option<String>,
 }
 
@@ -108,6 +157,11 @@ impl Shared {
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Seconds on the monotonic clock since the receiver started: arrival times.
+    pub fn now_s(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
     /// Writes one JSON line to stdout and flushes it; a closed stdout is ignored.
     pub fn emit<B: Serialize>(&self, event: &str, body: B) {
         let t = self.start.elapsed().as_secs_f64();
@@ -119,7 +173,7 @@ impl Shared {
         let _ = out.flush();
     }
 
-    pub fn start_session(&self, path: String, client: usize) -> u64 {
+    pub fn start_session(&self, path: String, origin: Origin) -> u64 {
         let mut reg = self.lock();
         reg.next_id += 1;
         let id = reg.next_id;
@@ -132,7 +186,7 @@ impl Shared {
         );
         let session = Session {
             path,
-            client,
+            origin,
             pts_monotonic: true,
             ..Default::default()
         };
@@ -144,11 +198,7 @@ impl Shared {
     /// which never get one leave no empty file behind.
     fn create_file(&self, id: u64, path: &str) -> Option<(PathBuf, BufWriter<File>)> {
         let dir = self.record_dir.as_ref()?;
-        let mut stem = path.replace('/', "_").trim_start_matches('_').to_string();
-        if stem.is_empty() {
-            stem = "root".into();
-        }
-        let file_path = dir.join(format!("{stem}-{id}.h264"));
+        let file_path = dir.join(format!("{}-{id}.h264", file_stem(path)));
         match File::create(&file_path) {
             Ok(f) => Some((file_path, BufWriter::new(f))),
             Err(e) => {
@@ -161,7 +211,8 @@ impl Shared {
         }
     }
 
-    pub fn on_sample(&self, id: u64, sample: &gst::Sample) {
+    /// Counts (and records) one access unit; `time` places it for its age.
+    pub fn on_frame(&self, id: u64, sample: &gst::Sample, time: Option<FrameTime>) {
         let Some(buffer) = sample.buffer() else {
             return;
         };
@@ -198,9 +249,16 @@ impl Shared {
         if idr {
             s.keyframes += 1;
         }
+        let now = Instant::now();
+        let window = s.window.get_or_insert_with(|| Window::new(now));
+        window.frames += 1;
+        window.bytes += data.len() as u64;
+        if let Some(t) = time {
+            window.ages_ms.push(s.ages.record(t));
+        }
         if s.frames == 1 {
             s.first_idr = idr;
-            s.first_frame_at = Some(Instant::now());
+            s.first_frame_at = Some(now);
             s.file = self.create_file(id, &s.path);
             let body = FirstFrame {
                 session: id,
@@ -225,7 +283,7 @@ impl Shared {
     pub fn teardown_client(&self, client: usize) {
         let mut reg = self.lock();
         for (&id, s) in reg.sessions.iter_mut() {
-            if s.client == client && !s.torn_down {
+            if s.origin == (Origin::Rtsp { client }) && !s.torn_down {
                 s.torn_down = true;
                 self.emit(
                     "teardown",
@@ -257,20 +315,72 @@ impl Shared {
                 }
                 path.display().to_string()
             });
-            let stats = stats_of(id, &s);
-            self.emit("session_end", End { stats, file });
+            let totals = totals_of(id, &s);
+            let kbps = if totals.elapsed_s > 0.0 {
+                tenth(s.bytes as f64 * 8.0 / 1000.0 / totals.elapsed_s)
+            } else {
+                0.0
+            };
+            let ages = s.ages.summary();
+            self.emit(
+                "session_end",
+                End {
+                    totals,
+                    kbps,
+                    ages,
+                    file,
+                },
+            );
         }
     }
 
+    /// One `stats` line for each session that has had a frame, frames in the last window
+    /// or not: a frozen stream shows as `window_frames` 0.
     pub fn emit_stats(&self) {
-        let reg = self.lock();
-        for (&id, s) in reg.sessions.iter().filter(|(_, s)| s.frames > 0) {
-            self.emit("stats", stats_of(id, s));
+        let mut reg = self.lock();
+        let now = Instant::now();
+        for (&id, s) in reg.sessions.iter_mut() {
+            let Some(window) = s.window.replace(Window::new(now)) else {
+                continue;
+            };
+            let span = now.duration_since(window.since).as_secs_f64();
+            let window_kbps = if span > 0.0 {
+                tenth(window.bytes as f64 * 8.0 / 1000.0 / span)
+            } else {
+                0.0
+            };
+            let stats = Stats {
+                totals: totals_of(id, s),
+                window_frames: window.frames,
+                window_kbps,
+                window_ages: AgeSummary::of(&window.ages_ms),
+                age_ms: window.ages_ms.into_iter().map(tenth).collect(),
+            };
+            self.emit("stats", stats);
         }
     }
 }
 
-fn stats_of(id: u64, s: &Session) -> Stats<'_> {
+/// A recording's file name stem for a session path or SRT stream id: '/' and anything
+/// else outside `A-Z a-z 0-9 . _ -` become '_', leading '_' are dropped, "root" if empty.
+fn file_stem(path: &str) -> String {
+    let safe: String = path
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    match safe.trim_start_matches('_') {
+        "" => "root".into(),
+        stem => stem.into(),
+    }
+}
+
+fn totals_of(id: u64, s: &Session) -> Totals<'_> {
     let span = match (s.first_pts, s.last_pts) {
         (Some(a), Some(b)) if b > a => (b - a).nseconds() as f64 / 1e9,
         _ => 0.0,
@@ -280,7 +390,7 @@ fn stats_of(id: u64, s: &Session) -> Stats<'_> {
     } else {
         0.0
     };
-    Stats {
+    Totals {
         session: id,
         path: &s.path,
         frames: s.frames,
@@ -294,5 +404,22 @@ fn stats_of(id: u64, s: &Session) -> Stats<'_> {
         height: s.height,
         fps,
         elapsed_s: s.first_frame_at.map_or(0.0, |t| t.elapsed().as_secs_f64()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_stems() {
+        assert_eq!(file_stem("/test/cam"), "test_cam");
+        assert_eq!(file_stem("/"), "root");
+        assert_eq!(file_stem(""), "root");
+        assert_eq!(
+            file_stem("#!::r=live/cam,m=publish"),
+            "r_live_cam_m_publish"
+        );
+        assert_eq!(file_stem("../x"), ".._x");
     }
 }
