@@ -340,9 +340,10 @@ impl Shared {
         let mut reg = self.lock();
         let now = Instant::now();
         for (&id, s) in reg.sessions.iter_mut() {
-            let Some(window) = s.window.replace(Window::new(now)) else {
+            let Some(window) = s.window.as_mut() else {
                 continue;
             };
+            let window = std::mem::replace(window, Window::new(now));
             let span = now.duration_since(window.since).as_secs_f64();
             let window_kbps = if span > 0.0 {
                 tenth(window.bytes as f64 * 8.0 / 1000.0 / span)
