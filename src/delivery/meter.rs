@@ -4,10 +4,11 @@
 //!
 //! - Delivered bytes are the transport's acknowledged bytes where it reports them, else
 //!   the bytes handed to it minus those it has not sent yet.
-//! - The backlog is what sits between the encoder and the network: the output queue
-//!   (bytes and time) plus the transport's unsent bytes, which take
-//!   `unsent / delivered rate` to drain (or, while nothing is delivered, at least as long
-//!   as nothing has been).
+//! - The backlog is what sits between the encoder and the receiver: the output queue
+//!   (bytes and time), the transport's unsent bytes, which take `bytes / delivered rate`
+//!   to get out, and what its unacknowledged bytes take beyond the path's lowest RTT
+//!   (a bottleneck's queue, a resend after a loss: they delay the picture as much as a
+//!   full socket). While nothing is delivered, it is at least as long as nothing has been.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -37,6 +38,8 @@ pub struct DeliverySnapshot {
     pub backlog_bytes: u64,
     /// Of those, bytes waiting in the transport (socket, SRT send buffer).
     pub unsent_bytes: u64,
+    /// And bytes sent but not acknowledged yet (TCP).
+    pub in_flight_bytes: u64,
     pub rtt_ms: Option<f64>,
     pub retransmits: Option<u64>,
     pub lost_packets: Option<u64>,
@@ -115,18 +118,23 @@ impl DeliveryMeter {
             }
             _ => 0.0,
         };
-        let unsent_ms = if report.unsent_bytes == 0 {
+        let waiting = report.unsent_bytes + report.in_flight_bytes;
+        let unsent_ms = if waiting == 0 {
             0.0
         } else if kbps > 1.0 {
-            report.unsent_bytes as f64 * 8.0 / kbps
+            let ms = |bytes: u64| bytes as f64 * 8.0 / kbps;
+            let queued_in_network =
+                (ms(report.in_flight_bytes) - report.min_rtt_ms.unwrap_or(0.0)).max(0.0);
+            ms(report.unsent_bytes) + queued_in_network
         } else {
             self.undelivered_for(now).as_secs_f64() * 1000.0
         };
         self.last = DeliverySnapshot {
             delivered_kbps: kbps,
             backlog_ms: queued.time.as_secs_f64() * 1000.0 + unsent_ms,
-            backlog_bytes: queued.bytes + report.unsent_bytes,
+            backlog_bytes: queued.bytes + waiting,
             unsent_bytes: report.unsent_bytes,
+            in_flight_bytes: report.in_flight_bytes,
             rtt_ms: report.rtt_ms,
             retransmits: report.retransmits,
             lost_packets: report.lost_packets,
@@ -192,12 +200,22 @@ mod tests {
                 Some(&tcp(acked, written - acked)),
             );
         }
-        let s = m.snapshot();
+        let s = m.snapshot().clone();
         assert!((s.delivered_kbps - 1000.0).abs() < 1.0, "{s:?}");
         assert_eq!(s.unsent_bytes, 250_000);
         // 250 kB at 1 Mbit/s: 2 s to drain.
         assert!((s.backlog_ms - 2000.0).abs() < 5.0, "{s:?}");
         assert!(s.acknowledged);
+        // 25 kB in flight on a path of 50 ms: 150 ms of it queued in the network.
+        let t = t0 + Duration::from_millis(2200);
+        let report = TransportReport {
+            in_flight_bytes: 25_000,
+            min_rtt_ms: Some(50.0),
+            ..tcp(275_000, 275_000)
+        };
+        let s = m.record(t, 550_000, Queued::default(), Some(&report));
+        assert!((s.backlog_ms - 2350.0).abs() < 50.0, "{s:?}");
+        assert_eq!(s.backlog_bytes, 300_000);
     }
 
     #[tokio::test(start_paused = true)]

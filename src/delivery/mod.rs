@@ -20,7 +20,12 @@ pub struct TransportReport {
     pub acks: Option<u64>,
     /// Bytes accepted by the transport and not sent yet.
     pub unsent_bytes: u64,
+    /// Bytes sent and not acknowledged yet: in the network's queues, or lost and to be
+    /// sent again.
+    pub in_flight_bytes: u64,
     pub rtt_ms: Option<f64>,
+    /// The lowest RTT seen on the connection: the path's own delay, without queues.
+    pub min_rtt_ms: Option<f64>,
     /// Retransmitted segments or packets.
     pub retransmits: Option<u64>,
     /// Packets reported lost (SRT, RTCP).

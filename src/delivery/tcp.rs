@@ -63,7 +63,10 @@ impl TcpSocket {
         Some(TransportReport {
             acked_bytes: Some(info.tcpi_bytes_acked),
             unsent_bytes: u64::from(info.tcpi_notsent_bytes),
+            // Segments, not bytes: full-sized but for the last, which is close enough.
+            in_flight_bytes: u64::from(info.tcpi_unacked) * u64::from(info.tcpi_snd_mss),
             rtt_ms: Some(f64::from(info.tcpi_rtt) / 1000.0),
+            min_rtt_ms: Some(f64::from(info.tcpi_min_rtt) / 1000.0),
             retransmits: Some(u64::from(info.tcpi_total_retrans)),
             ..TransportReport::default()
         })

@@ -11,8 +11,8 @@
 //! - While the backlog stays under a tenth of the bound (at least 50 ms), the target
 //!   steps up every second, by 10 %, 20 %, 35 %, then 50 % on successive steps, to the
 //!   configured bitrate at most. It stops at 95 % of the ceiling for 4 s after the
-//!   congestion (doubling with each congestion in a row beyond the ceiling, up to 8 s),
-//!   then tries beyond it in 10 % steps. Reaching the configured bitrate forgets it.
+//!   congestion (doubling, up to 8 s, each time a try beyond it congests), then steps
+//!   beyond it, starting again at 10 %. Reaching the configured bitrate resets the hold.
 //! - An encoder whose bitrate cannot change while playing is restarted with the new
 //!   bitrate instead, at most every 30 s: a decrease goes straight to the estimate, an
 //!   increase waits for 30 s without congestion.
@@ -82,13 +82,16 @@ pub struct BitratePolicy {
     congested_at: Option<Instant>,
     backlog_ms: f64,
     grew: u32,
+    /// How long the next ceiling holds.
+    hold: Duration,
+    /// Stepping beyond the last ceiling.
+    beyond: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Ceiling {
     kbps: u32,
     until: Instant,
-    hold: Duration,
 }
 
 impl BitratePolicy {
@@ -108,6 +111,8 @@ impl BitratePolicy {
             congested_at: None,
             backlog_ms: 0.0,
             grew: 0,
+            hold: CEILING_HOLD,
+            beyond: false,
         }
     }
 
@@ -179,16 +184,13 @@ impl BitratePolicy {
         if kbps >= self.target {
             return None;
         }
-        // Congested again while trying beyond the last ceiling: wait longer next time.
-        let hold = match self.ceiling {
-            Some(c) if self.target > c.kbps => (c.hold * 2).min(CEILING_HOLD_MAX),
-            Some(c) => c.hold,
-            None => CEILING_HOLD,
-        };
+        // Congested while trying beyond the last ceiling: hold longer this time.
+        if std::mem::take(&mut self.beyond) {
+            self.hold = (self.hold * 2).min(CEILING_HOLD_MAX);
+        }
         self.ceiling = (s.delivered_kbps >= 1.0).then(|| Ceiling {
             kbps: s.delivered_kbps as u32,
-            until: now + hold,
-            hold,
+            until: now + self.hold,
         });
         Some(self.change(
             now,
@@ -209,16 +211,22 @@ impl BitratePolicy {
         let mut next = (f64::from(self.target) * factor) as u32;
         if let Some(c) = self.ceiling {
             let below = (f64::from(c.kbps) * CEILING_MARGIN) as u32;
-            if now < c.until && next > below {
-                next = below;
-            } else if self.target >= below {
-                // Past the hold, beyond the ceiling: carefully.
-                next = (f64::from(self.target) * STEPS[0]) as u32;
+            if next > below {
+                if now < c.until {
+                    next = below;
+                } else {
+                    // Past the hold: beyond the ceiling, from the smallest step again.
+                    self.ceiling = None;
+                    self.beyond = true;
+                    self.steps = 0;
+                    next = (f64::from(self.target.max(below)) * STEPS[0]) as u32;
+                }
             }
         }
         let next = next.min(self.configured);
         if next == self.configured {
-            self.ceiling = None;
+            self.hold = CEILING_HOLD;
+            self.beyond = false;
         }
         if next <= self.target {
             return None;

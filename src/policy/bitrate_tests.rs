@@ -83,7 +83,7 @@ async fn never_below_the_minimum_nor_above_the_configured_rate() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn settles_under_a_constrained_link_and_recovers_within_15_s_when_it_clears() {
+async fn settles_under_a_constrained_link_and_recovers_within_12_s_when_it_clears() {
     let mut p = BitratePolicy::new(2000, 200, BOUND, true);
     // 60 s on a 1000 kbit/s link: after the first cut the target stays mostly below it,
     // probing above now and then.
@@ -114,12 +114,13 @@ async fn settles_under_a_constrained_link_and_recovers_within_15_s_when_it_clear
     );
     let mean = last.iter().map(|t| f64::from(*t)).sum::<f64>() / last.len() as f64;
     assert!((650.0..=1000.0).contains(&mean), "mean {mean}: {targets:?}");
-    // The link clears: the configured rate again within 15 s.
+    // The link clears: the configured rate again within 12 s (the tests over a real
+    // shaped link allow 15).
     link.kbps = 100_000.0;
     let start = Instant::now();
     while p.target() < 2000 {
         link.run(&mut p, 1).await;
-        assert!(start.elapsed() <= Duration::from_secs(15), "{}", p.target());
+        assert!(start.elapsed() <= Duration::from_secs(12), "{}", p.target());
     }
 }
 
