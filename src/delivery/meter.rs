@@ -6,9 +6,13 @@
 //!   the bytes handed to it minus those it has not sent yet.
 //! - The backlog is what sits between the encoder and the receiver: the output queue
 //!   (bytes and time), the transport's unsent bytes, which take `bytes / delivered rate`
-//!   to get out, and what its unacknowledged bytes take beyond the path's lowest RTT
-//!   (a bottleneck's queue, a resend after a loss: they delay the picture as much as a
-//!   full socket). While nothing is delivered, it is at least as long as nothing has been.
+//!   to get out, and what its unacknowledged bytes take beyond the path's lowest RTT (a
+//!   bottleneck's queue, a resend after a loss: they delay the picture as much as a full
+//!   socket). In a session's first second the transport's own estimate of the link's
+//!   rate stands in for a higher delivered rate. While nothing is delivered, the backlog
+//!   is at least as long as nothing has been.
+//! - A backlog counts once two samples in a row show it (the lesser of the two): a
+//!   keyframe just handed to a fast link is in flight for a moment, not a backlog.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -20,6 +24,8 @@ use super::TransportReport;
 
 /// Span of the delivered-rate window.
 const RATE_SPAN: Duration = Duration::from_secs(3);
+/// From this span on, the window's rate is the link's (when it is the limit).
+const RATE_SETTLED: Duration = Duration::from_secs(1);
 
 /// What waits in the output's own queue (before the transport).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -57,6 +63,8 @@ pub struct DeliveryMeter {
     delivered: u64,
     acks: u64,
     progress_at: Instant,
+    /// The transport's part of the backlog at the previous sample, ms.
+    previous_ms: f64,
     /// The transport confirms delivery (TCP, SRT); else nothing is ever unconfirmed.
     confirms: bool,
     confirmed: bool,
@@ -71,6 +79,7 @@ impl DeliveryMeter {
             delivered: 0,
             acks: 0,
             progress_at: now,
+            previous_ms: 0.0,
             confirms,
             confirmed: !confirms,
         }
@@ -112,26 +121,35 @@ impl DeliveryMeter {
         {
             self.samples.pop_front();
         }
-        let kbps = match (self.samples.front(), self.samples.back()) {
+        let (kbps, span) = match (self.samples.front(), self.samples.back()) {
             (Some((t0, b0)), Some((t1, b1))) if t1 > t0 => {
-                (b1 - b0) as f64 * 8.0 / 1000.0 / t1.duration_since(*t0).as_secs_f64()
+                let span = t1.duration_since(*t0);
+                ((b1 - b0) as f64 * 8.0 / 1000.0 / span.as_secs_f64(), span)
             }
-            _ => 0.0,
+            _ => (0.0, Duration::ZERO),
         };
         let waiting = report.unsent_bytes + report.in_flight_bytes;
+        // Until the window spans a second, the rate says more about the session's start
+        // than about the link: take the transport's own estimate if it is higher.
+        let rate = if span >= RATE_SETTLED {
+            kbps
+        } else {
+            kbps.max(report.link_kbps.unwrap_or(0.0))
+        };
         let unsent_ms = if waiting == 0 {
             0.0
-        } else if kbps > 1.0 {
-            let ms = |bytes: u64| bytes as f64 * 8.0 / kbps;
+        } else if rate > 1.0 {
+            let ms = |bytes: u64| bytes as f64 * 8.0 / rate;
             let queued_in_network =
                 (ms(report.in_flight_bytes) - report.min_rtt_ms.unwrap_or(0.0)).max(0.0);
             ms(report.unsent_bytes) + queued_in_network
         } else {
             self.undelivered_for(now).as_secs_f64() * 1000.0
         };
+        let persisting_ms = unsent_ms.min(std::mem::replace(&mut self.previous_ms, unsent_ms));
         self.last = DeliverySnapshot {
             delivered_kbps: kbps,
-            backlog_ms: queued.time.as_secs_f64() * 1000.0 + unsent_ms,
+            backlog_ms: queued.time.as_secs_f64() * 1000.0 + persisting_ms,
             backlog_bytes: queued.bytes + waiting,
             unsent_bytes: report.unsent_bytes,
             in_flight_bytes: report.in_flight_bytes,
@@ -203,19 +221,59 @@ mod tests {
         let s = m.snapshot().clone();
         assert!((s.delivered_kbps - 1000.0).abs() < 1.0, "{s:?}");
         assert_eq!(s.unsent_bytes, 250_000);
-        // 250 kB at 1 Mbit/s: 2 s to drain.
-        assert!((s.backlog_ms - 2000.0).abs() < 5.0, "{s:?}");
+        // 250 kB at 1 Mbit/s: 2 s to drain; counted as of the sample before, 225 kB.
+        assert!((s.backlog_ms - 1800.0).abs() < 5.0, "{s:?}");
         assert!(s.acknowledged);
-        // 25 kB in flight on a path of 50 ms: 150 ms of it queued in the network.
-        let t = t0 + Duration::from_millis(2200);
+        // 275 kB unsent (2.2 s at 1 Mbit/s), and 25 kB in flight (200 ms) on a path of
+        // 50 ms: 150 ms more queued in the network, twice in a row.
         let report = TransportReport {
             in_flight_bytes: 25_000,
             min_rtt_ms: Some(50.0),
             ..tcp(275_000, 275_000)
         };
-        let s = m.record(t, 550_000, Queued::default(), Some(&report));
-        assert!((s.backlog_ms - 2350.0).abs() < 50.0, "{s:?}");
+        for ms in [2200, 2400] {
+            let t = t0 + Duration::from_millis(ms);
+            m.record(t, 550_000, Queued::default(), Some(&report));
+        }
+        let s = m.snapshot();
+        assert!((s.backlog_ms - 2350.0).abs() < 5.0, "{s:?}");
         assert_eq!(s.backlog_bytes, 300_000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_below_the_link_is_not_backlogged_by_its_own_pace() {
+        let t0 = Instant::now();
+        let mut m = DeliveryMeter::new(t0, true);
+        // A session's first 200 ms: a few kB acknowledged, a frame just written. On a link
+        // the transport measures at 50 Mbit/s it leaves in a millisecond, not in the
+        // seconds the first 200 ms' rate would say.
+        m.record(t0, 0, Queued::default(), Some(&tcp(0, 0)));
+        let report = TransportReport {
+            link_kbps: Some(50_000.0),
+            min_rtt_ms: Some(0.1),
+            in_flight_bytes: 3_000,
+            ..tcp(2_500, 6_000)
+        };
+        let s = m.record(
+            t0 + Duration::from_millis(200),
+            8_500,
+            Queued::default(),
+            Some(&report),
+        );
+        assert!(s.backlog_ms < 5.0, "{s:?}");
+        // Whatever it was, one sample alone is not a backlog; the next shows it gone.
+        let spike = TransportReport {
+            link_kbps: None,
+            in_flight_bytes: 60_000,
+            ..report
+        };
+        let s = m.record(
+            t0 + Duration::from_millis(400),
+            68_500,
+            Queued::default(),
+            Some(&spike),
+        );
+        assert!(s.backlog_ms < 5.0, "{s:?}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -235,7 +293,8 @@ mod tests {
         let now = t0 + Duration::from_secs(5);
         let s = m.snapshot();
         assert_eq!(s.delivered_kbps, 0.0);
-        assert!(s.backlog_ms >= 5000.0, "{s:?}");
+        // As long as nothing was delivered, as of the sample before (one sample behind).
+        assert!(s.backlog_ms >= 4800.0, "{s:?}");
         assert_eq!(m.undelivered_for(now), Duration::from_secs(5));
     }
 

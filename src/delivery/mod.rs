@@ -26,6 +26,9 @@ pub struct TransportReport {
     pub rtt_ms: Option<f64>,
     /// The lowest RTT seen on the connection: the path's own delay, without queues.
     pub min_rtt_ms: Option<f64>,
+    /// The transport's own estimate of the rate its recent packets were delivered at,
+    /// kbit/s (TCP): what the link carries when the sender is not the limit.
+    pub link_kbps: Option<f64>,
     /// Retransmitted segments or packets.
     pub retransmits: Option<u64>,
     /// Packets reported lost (SRT, RTCP).

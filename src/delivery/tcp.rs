@@ -63,10 +63,15 @@ impl TcpSocket {
         Some(TransportReport {
             acked_bytes: Some(info.tcpi_bytes_acked),
             unsent_bytes: u64::from(info.tcpi_notsent_bytes),
-            // Segments, not bytes: full-sized but for the last, which is close enough.
-            in_flight_bytes: u64::from(info.tcpi_unacked) * u64::from(info.tcpi_snd_mss),
+            // Sent (resends aside) and not acknowledged. Segment counts times the MSS
+            // would not do: loopback's MSS is 64 KiB.
+            in_flight_bytes: info
+                .tcpi_bytes_sent
+                .saturating_sub(info.tcpi_bytes_retrans)
+                .saturating_sub(info.tcpi_bytes_acked),
             rtt_ms: Some(f64::from(info.tcpi_rtt) / 1000.0),
             min_rtt_ms: Some(f64::from(info.tcpi_min_rtt) / 1000.0),
+            link_kbps: Some(info.tcpi_delivery_rate as f64 * 8.0 / 1000.0),
             retransmits: Some(u64::from(info.tcpi_total_retrans)),
             ..TransportReport::default()
         })

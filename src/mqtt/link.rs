@@ -13,6 +13,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::reconnect::Reconnect;
 
+/// How long the connection is read after DISCONNECT went out, until the broker closes
+/// it. Closing a socket with unread data in it (the broker's last acknowledgements)
+/// resets the connection, and a reset makes the broker's kernel drop what it has not
+/// read yet: the acknowledgement of the last command among it, which the broker would
+/// then deliver again to the next session.
+const LINGER: Duration = Duration::from_millis(300);
+
 /// What the connection reports.
 #[derive(Debug)]
 pub enum Link {
@@ -27,7 +34,7 @@ pub enum Link {
 }
 
 /// Polls `eventloop` until `stop` is cancelled, the receiver is gone, or a DISCONNECT
-/// went out.
+/// went out and the broker closed the connection (bounded by [`LINGER`]).
 pub async fn run(
     mut eventloop: EventLoop,
     mut reconnect: Reconnect,
@@ -45,6 +52,12 @@ pub async fn run(
                     reconnect.connected(Instant::now());
                 }
                 let done = matches!(event, Event::Outgoing(Outgoing::Disconnect));
+                if done {
+                    let _ = tokio::time::timeout(LINGER, async {
+                        while eventloop.poll().await.is_ok() {}
+                    })
+                    .await;
+                }
                 if tx.send(Link::Event(event)).await.is_err() || done {
                     return;
                 }

@@ -137,6 +137,11 @@ impl Feed {
             return None;
         }
         if backlog > self.max_latency {
+            tracing::debug!(
+                queued_ms = self.queued().time.as_millis() as u64,
+                transport_ms = self.transport_backlog_ms.load(Ordering::Relaxed),
+                "backlog over the bound"
+            );
             st.congested = true;
             self.counters
                 .congestion_episodes
