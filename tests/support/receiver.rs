@@ -20,6 +20,7 @@ const TERM_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Receiver {
     child: Child,
     port: u16,
+    srt_port: Option<u16>,
     lines: mpsc::Receiver<Value>,
     events: Vec<Value>,
     stderr: tempfile::NamedTempFile,
@@ -29,15 +30,27 @@ impl Receiver {
     /// Starts a receiver on 127.0.0.1:`port` (0: any free port) and waits for its
     /// `listening` line; panics if it does not come.
     pub fn start(port: u16, record_dir: Option<&Path>) -> Receiver {
+        let port = port.to_string();
+        let mut args = vec!["--port", &port];
+        if let Some(dir) = record_dir {
+            args.extend(["--record-dir", dir.to_str().expect("UTF-8 record dir")]);
+        }
+        Receiver::start_with(&args)
+    }
+
+    /// Starts a receiver on 127.0.0.1 with these extra arguments (`--port 0` unless they
+    /// name a port; e.g. `["--srt-port", "0"]`) and waits for its `listening` line.
+    pub fn start_with(args: &[&str]) -> Receiver {
         let stderr = tempfile::NamedTempFile::new().expect("temp file for receiver stderr");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgecam-upstream"));
-        cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        cmd.args(["--bind", "127.0.0.1"]);
+        if !args.contains(&"--port") {
+            cmd.args(["--port", "0"]);
+        }
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr.as_file().try_clone().expect("clone stderr file"));
-        if let Some(dir) = record_dir {
-            cmd.arg("--record-dir").arg(dir);
-        }
         let mut child = cmd.spawn().expect("spawn edgecam-upstream");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, lines) = mpsc::channel();
@@ -55,18 +68,25 @@ impl Receiver {
         let mut receiver = Receiver {
             child,
             port: 0,
+            srt_port: None,
             lines,
             events: Vec::new(),
             stderr,
         };
         let listening = receiver.wait_for(|v| v["event"] == "listening", LISTEN_TIMEOUT);
-        let Some(port) = listening.and_then(|v| v["port"].as_u64()) else {
+        let Some(listening) = listening.filter(|v| v["port"].is_u64()) else {
             panic!(
                 "receiver did not report listening; stderr:\n{}",
                 receiver.stderr()
             );
         };
-        receiver.port = u16::try_from(port).expect("port fits u16");
+        let port = |key: &str| {
+            listening[key]
+                .as_u64()
+                .map(|p| u16::try_from(p).expect("port fits u16"))
+        };
+        receiver.port = port("port").expect("RTSP port");
+        receiver.srt_port = port("srt_port");
         receiver
     }
 
@@ -78,6 +98,17 @@ impl Receiver {
     /// `rtsp://127.0.0.1:<port><path>`.
     pub fn url(&self, path: &str) -> String {
         format!("rtsp://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The UDP port of the SRT listener, if it was started with `--srt-port`.
+    pub fn srt_port(&self) -> Option<u16> {
+        self.srt_port
+    }
+
+    /// `srt://127.0.0.1:<srt port>?streamid=<id>`; panics without an SRT listener.
+    pub fn srt_url(&self, stream_id: &str) -> String {
+        let port = self.srt_port.expect("receiver started with --srt-port");
+        format!("srt://127.0.0.1:{port}?streamid={stream_id}")
     }
 
     /// Consumes lines until one matches `pred` and returns it, or `None` after `timeout`
