@@ -3,7 +3,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all deps build demo test unit bench fuzz soak lint fmt clean arm-test vm-test vm-smoke package-test deb
+.PHONY: all deps build demo test unit bench bench-link fuzz soak lint fmt clean arm-test vm-test vm-smoke package-test deb
 
 all: build
 
@@ -35,6 +35,10 @@ unit:
 # over BENCH_RESTARTS (20) upstream restarts next to a gst-launch-1.0 restart loop.
 bench: build
 	python3 scripts/bench.py
+
+# Frame age and delivered rate, gst-launch-1.0 vs edgecam, over shaped links in a network namespace (root).
+bench-link: build
+	python3 scripts/bench_link.py
 
 # Property tests of the command intake and the configuration loader at 100,000 cases
 # each, then 100,000 malformed commands through mosquitto to a running daemon.

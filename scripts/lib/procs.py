@@ -23,17 +23,24 @@ def free_port():
 
 
 class Receiver:
-    """A real edgecam-upstream process; JSON lines collected by a thread."""
+    """A real edgecam-upstream process; JSON lines collected by a thread.
 
-    def __init__(self, port):
+    `prefix` runs it under another command (e.g. `ip netns exec NS`); `port` and `srt_port`
+    are what its `listening` line reports, and `t0` the monotonic time of its start, so
+    that an event's `t` is at `t0 + t` on this script's clock."""
+
+    def __init__(self, port, prefix=(), args=()):
         self.proc = subprocess.Popen(
-            [os.path.join(BIN, "edgecam-upstream"), "--port", str(port)],
+            [*prefix, os.path.join(BIN, "edgecam-upstream"), "--port", str(port), *args],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         atexit.register(self._kill)
         self.events = []
         self.cond = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
-        self.wait_for(lambda e: e["event"] == "listening", 30)
+        listening = self.wait_for(lambda e: e["event"] == "listening", 30)
+        self.t0 = time.monotonic() - listening["t"]
+        self.port = listening["port"]
+        self.srt_port = listening.get("srt_port")
 
     def _read(self):
         for line in self.proc.stdout:
@@ -55,7 +62,16 @@ class Receiver:
 
     def stop(self, sig=signal.SIGTERM):
         self.proc.send_signal(sig)
-        self.proc.wait(timeout=10)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def snapshot(self):
+        """A copy of the events so far."""
+        with self.cond:
+            return list(self.events)
 
     def _kill(self):
         if self.proc.poll() is None:
