@@ -38,26 +38,34 @@ pub fn rtcp(rtpbin: &gst::Element) -> Option<TransportReport> {
         rtpbin.emit_by_name::<Option<gst::glib::Object>>("get-internal-session", &[&0u32])?;
     let stats = session.property::<gst::Structure>("stats");
     let sources = stats.get::<gst::glib::ValueArray>("source-stats").ok()?;
-    for value in sources.iter() {
-        let Ok(source) = value.get::<gst::Structure>() else {
-            continue;
-        };
-        let internal = source.get::<bool>("internal").unwrap_or(false);
-        if !internal || !source.get::<bool>("have-rb").unwrap_or(false) {
-            continue;
-        }
-        // Round trip in 1/65536 s, jitter in RTP clock units (90 kHz for video).
-        let rtt = source.get::<u32>("rb-round-trip").ok();
-        let jitter = source.get::<u32>("rb-jitter").ok();
-        let fraction = source.get::<u32>("rb-fractionlost").ok();
-        let lost = source.get::<i32>("rb-packetslost").ok();
-        return Some(TransportReport {
-            rtt_ms: rtt.map(|r| f64::from(r) * 1000.0 / 65536.0),
-            jitter_ms: jitter.map(|j| f64::from(j) / 90.0),
-            loss_percent: fraction.map(|f| f64::from(f) * 100.0 / 256.0),
-            lost_packets: lost.map(|l| l.max(0) as u64),
-            ..TransportReport::default()
-        });
-    }
-    None
+    let sources: Vec<gst::Structure> = sources
+        .iter()
+        .filter_map(|v| v.get::<gst::Structure>().ok())
+        .collect();
+    // Our stream is the internal source that sends; the receiver's report about it sits
+    // in the entry of the receiver's own (remote) source, naming our SSRC.
+    let ours: Vec<u32> = sources
+        .iter()
+        .filter(|s| s.get::<bool>("internal").unwrap_or(false))
+        .filter(|s| s.get::<bool>("is-sender").unwrap_or(false))
+        .filter_map(|s| s.get::<u32>("ssrc").ok())
+        .collect();
+    let report = sources.iter().find(|s| {
+        s.get::<bool>("have-rb").unwrap_or(false)
+            && s.get::<u32>("rb-ssrc")
+                .is_ok_and(|ssrc| ours.contains(&ssrc))
+    })?;
+    // Round trip in 1/65536 s, jitter in RTP clock units (90 kHz for video).
+    let rtt = report.get::<u32>("rb-round-trip").ok();
+    let jitter = report.get::<u32>("rb-jitter").ok();
+    let fraction = report.get::<u32>("rb-fractionlost").ok();
+    let lost = report.get::<i32>("rb-packetslost").ok();
+    Some(TransportReport {
+        rtt_ms: rtt.map(|r| f64::from(r) * 1000.0 / 65536.0),
+        jitter_ms: jitter.map(|j| f64::from(j) / 90.0),
+        loss_percent: fraction.map(|f| f64::from(f) * 100.0 / 256.0),
+        // Duplicates make the count negative.
+        lost_packets: lost.map(|l| l.max(0) as u64),
+        ..TransportReport::default()
+    })
 }

@@ -5,9 +5,9 @@
 //! - Congestion is the output dropping frames for its latency bound, a send backlog over
 //!   a third of the bound (at least 250 ms) that is not shrinking, or one over a tenth of
 //!   it (at least 50 ms) that grew at two samples in a row. On congestion the target goes
-//!   to 85 % of the delivered rate (half the target while nothing is delivered), and to
-//!   no more than 85 % of the current target; at most once a second, never below the
-//!   minimum. The delivered rate becomes a ceiling.
+//!   to 85 % of the delivered rate, but to no more than 85 % and no less than half of the
+//!   current target; at most once a second, never below the minimum. So a target twice
+//!   the link's rate is below it within two seconds. The delivered rate becomes a ceiling.
 //! - While the backlog stays under a tenth of the bound (at least 50 ms), the target
 //!   steps up every second, by 10 %, 20 %, 35 %, then 50 % on successive steps, to the
 //!   configured bitrate at most. It stops at 95 % of the ceiling for 4 s after the
@@ -175,11 +175,9 @@ impl BitratePolicy {
         {
             return None;
         }
-        let estimate = if s.delivered_kbps >= 1.0 {
-            s.delivered_kbps * CUT
-        } else {
-            f64::from(self.target) / 2.0
-        };
+        // At most halved per cut: a rate measured while the connection recovers from a
+        // loss says little about the link, and a second cut follows if it was right.
+        let estimate = (s.delivered_kbps * CUT).max(f64::from(self.target) / 2.0);
         let kbps = (estimate.min(f64::from(self.target) * CUT) as u32).max(self.min);
         if kbps >= self.target {
             return None;

@@ -81,7 +81,8 @@ pub enum OutputAction {
 /// What the output can see of the stream when it is polled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Feed {
-    /// Frames handed to the network sink so far (all sessions).
+    /// Frames the output took so far (all sessions): handed to the network sink, or
+    /// dropped for congestion by a session whose transport confirms delivery.
     pub frames_sent: u64,
     /// The encoder produced a frame within the last second.
     pub encoding: bool,

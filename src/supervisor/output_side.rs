@@ -177,6 +177,19 @@ impl OutputSide {
         Counters::get(&self.counters.frames_sent)
     }
 
+    /// Frames the output took: those sent, and, where the transport confirms delivery,
+    /// those dropped for congestion too (a session draining its backlog is not stalled;
+    /// if its peer is gone, the silence of its acknowledgements says so).
+    pub fn frames_taken(&self) -> u64 {
+        let confirms = self.session.as_ref().is_some_and(|s| s.output.confirms());
+        let dropped = if confirms {
+            Counters::get(&self.counters.congestion_drops)
+        } else {
+            0
+        };
+        self.frames_sent() + dropped
+    }
+
     /// Carries out a policy decision. `caps` are the encoded stream's caps (a start is
     /// only asked for once they are known).
     pub fn execute(&mut self, action: OutputAction, caps: Option<gst::Caps>) {
@@ -275,7 +288,7 @@ impl OutputSide {
                     events,
                     meter: DeliveryMeter::new(now, confirms),
                 });
-                self.policy.started(now, self.frames_sent());
+                self.policy.started(now, self.frames_taken());
                 true
             }
             Err(e) => {

@@ -411,7 +411,7 @@ impl StreamSupervisor {
             info!(stream = %self.config.id, "capture recovered");
         }
         let feed = Feed {
-            frames_sent: s.output.frames_sent(),
+            frames_sent: s.output.frames_taken(),
             encoding: s.capture.policy.encoding(now),
             caps_known: s.capture.encoded_caps().is_some(),
             unconfirmed_for: s.output.unconfirmed_for(now),
