@@ -6,7 +6,7 @@ mod meter;
 mod tcp;
 
 pub use meter::{DeliveryMeter, DeliverySnapshot, Queued};
-pub use tcp::TcpSocket;
+pub use tcp::{TcpSocket, supported as tcp_supported};
 
 /// One reading of a transport's state. Cumulative counters are per session.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -198,9 +198,10 @@ impl Output {
         self.protocol
     }
 
-    /// Whether the transport reports what its peer acknowledged (TCP, SRT).
+    /// Whether the transport reports what its peer acknowledged (SRT; TCP where the
+    /// kernel gives TCP_INFO's byte counts).
     pub fn confirms(&self) -> bool {
-        self.over_tcp || self.protocol == Protocol::Srt
+        (self.over_tcp && crate::delivery::tcp_supported()) || self.protocol == Protocol::Srt
     }
 
     pub fn pipeline(&self) -> &gst::Pipeline {
