@@ -84,8 +84,9 @@ fn a_2000_kbit_stream_over_a_1_mbit_link_stays_live_adapts_and_recovers() {
         "{fps:.1} frames/s arrived over the last {MEASURED_S} s"
     );
 
-    // What edgecam says the link delivers matches what arrived, within 20 %; and its
-    // encoder runs below the link most of the time.
+    // What edgecam says the link delivers matches what arrived, within 20 %, over the
+    // measured 30 s (its figure is a 3 s window: over a shorter span the two disagree
+    // while the bitrate moves); and its encoder runs below the link most of the time.
     let stats_topic = rig.topic("streams/cam/stats");
     let stats: Vec<Value> = rig
         .mqtt
@@ -94,7 +95,8 @@ fn a_2000_kbit_stream_over_a_1_mbit_link_stays_live_adapts_and_recovers() {
         .filter(|m| m.topic == stats_topic)
         .map(|m| m.json())
         .collect();
-    let recent: Vec<&Value> = stats.iter().rev().take(10).collect();
+    let span = MEASURED_S as usize;
+    let recent: Vec<&Value> = stats.iter().rev().take(span).collect();
     let reported = mean(
         &recent
             .iter()
@@ -105,7 +107,7 @@ fn a_2000_kbit_stream_over_a_1_mbit_link_stays_live_adapts_and_recovers() {
         &measured
             .iter()
             .rev()
-            .take(10)
+            .take(span)
             .filter_map(|v| v["window_kbps"].as_f64())
             .collect::<Vec<_>>(),
     );
@@ -117,7 +119,7 @@ fn a_2000_kbit_stream_over_a_1_mbit_link_stays_live_adapts_and_recovers() {
     let mut targets: Vec<f64> = stats
         .iter()
         .rev()
-        .take(MEASURED_S as usize)
+        .take(span)
         .filter_map(|s| s["target_bitrate_kbps"].as_f64())
         .collect();
     let median = percentile(&mut targets, 0.5);
