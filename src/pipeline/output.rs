@@ -64,6 +64,7 @@ pub struct Output {
     protocol: Protocol,
     sink: gst::Element,
     over_tcp: bool,
+    confirms: bool,
     peers: Vec<SocketAddr>,
     socket: Arc<Mutex<Option<crate::delivery::TcpSocket>>>,
     /// rtspclientsink's RTP session manager, for RTCP receiver reports.
@@ -139,12 +140,15 @@ impl Output {
                 gst::PadProbeReturn::Ok
             });
         }
+        let over_tcp = protocol.over_tcp(params.transport);
         Ok(Output {
             pipeline,
             feed,
             protocol,
             sink,
-            over_tcp: protocol.over_tcp(params.transport),
+            over_tcp,
+            // Asked here, off the runtime: the first answer opens a loopback connection.
+            confirms: (over_tcp && crate::delivery::tcp_supported()) || protocol == Protocol::Srt,
             peers: params.peers.clone(),
             socket: Arc::new(Mutex::new(None)),
             rtpbin,
@@ -201,7 +205,7 @@ impl Output {
     /// Whether the transport reports what its peer acknowledged (SRT; TCP where the
     /// kernel gives TCP_INFO's byte counts).
     pub fn confirms(&self) -> bool {
-        (self.over_tcp && crate::delivery::tcp_supported()) || self.protocol == Protocol::Srt
+        self.confirms
     }
 
     pub fn pipeline(&self) -> &gst::Pipeline {

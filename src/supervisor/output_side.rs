@@ -17,7 +17,7 @@ use super::error::StartError;
 use super::reachability;
 use super::{Events, next_bus, next_of};
 use crate::config::StreamConfig;
-use crate::delivery::{DeliveryMeter, DeliverySnapshot, TransportReport};
+use crate::delivery::{DeliveryMeter, DeliverySnapshot, Queued, TransportReport};
 use crate::pipeline::{BusEvent, Counters, FeedSlot, Output, OutputParams, Protocol, bus_events};
 use crate::policy::{OutputAction, OutputPolicy};
 use crate::redact::redact;
@@ -57,8 +57,9 @@ pub(super) enum OutputEvent {
     Started(Result<(Unclaimed, Events), StartError>),
     /// Probe `id` found this upstream (an index into the list) accepting connections.
     Probed(u64, Option<usize>),
-    /// What the session's transport reported when last asked.
-    Sampled(Option<TransportReport>),
+    /// What the session's output and transport held when last asked (`None`: the
+    /// reading task failed).
+    Sampled(Option<Sample>),
 }
 
 pub(super) struct OutputSide {
@@ -70,8 +71,9 @@ pub(super) struct OutputSide {
     session: Option<Session>,
     starting: Option<BoxFuture<'static, Result<(Unclaimed, Events), StartError>>>,
     probe: Option<BoxFuture<'static, (u64, Option<usize>)>>,
-    /// Reading the transport's report (GStreamer calls: off the runtime).
-    sampling: Option<BoxFuture<'static, Option<TransportReport>>>,
+    /// Reading the transport's report and the output's queue (GStreamer calls: off the
+    /// runtime).
+    sampling: Option<BoxFuture<'static, Option<Sample>>>,
     tracker: TaskTracker,
 }
 
@@ -79,6 +81,14 @@ struct Session {
     output: Output,
     events: Events,
     meter: DeliveryMeter,
+}
+
+/// One reading of a session: what its transport reports, what waits in its queue, and
+/// how much it handed over.
+pub(super) struct Sample {
+    report: Option<TransportReport>,
+    queued: Queued,
+    written: u64,
 }
 
 impl OutputSide {
@@ -119,9 +129,9 @@ impl OutputSide {
                 self.probe = None;
                 OutputEvent::Probed(id, found)
             }
-            report = next_of(&mut self.sampling) => {
+            sample = next_of(&mut self.sampling) => {
                 self.sampling = None;
-                OutputEvent::Sampled(report)
+                OutputEvent::Sampled(sample)
             }
         }
     }
@@ -135,24 +145,32 @@ impl OutputSide {
         let output = s.output.clone();
         self.sampling = Some(
             async move {
-                tokio::task::spawn_blocking(move || output.transport_report())
-                    .await
-                    .ok()
-                    .flatten()
+                tokio::task::spawn_blocking(move || Sample {
+                    report: output.transport_report(),
+                    queued: output.feed().queued(),
+                    written: output.feed().written(),
+                })
+                .await
+                .ok()
             }
             .boxed(),
         );
     }
 
-    /// Takes a transport report into the session's meter; the transport's part of the
-    /// backlog goes to the feed, which bounds latency with it.
-    pub fn on_sampled(&mut self, now: Instant, report: Option<TransportReport>) {
-        let Some(s) = &mut self.session else { return };
-        let feed = s.output.feed();
-        let queued = feed.queued();
-        let snapshot = s.meter.record(now, feed.written(), queued, report.as_ref());
+    /// Takes a sample into the session's meter; the transport's part of the backlog
+    /// goes to the feed, which bounds latency with it.
+    pub fn on_sampled(&mut self, now: Instant, sample: Option<Sample>) {
+        let (Some(s), Some(sample)) = (&mut self.session, sample) else {
+            return;
+        };
+        let queued = sample.queued;
+        let snapshot = s
+            .meter
+            .record(now, sample.written, queued, sample.report.as_ref());
         let transport_ms = (snapshot.backlog_ms - queued.time.as_secs_f64() * 1000.0).max(0.0);
-        feed.set_transport_backlog(Duration::from_secs_f64(transport_ms / 1000.0));
+        s.output
+            .feed()
+            .set_transport_backlog(Duration::from_secs_f64(transport_ms / 1000.0));
     }
 
     /// The current session's delivery figures.
@@ -217,6 +235,7 @@ impl OutputSide {
             OutputAction::SwitchTo { index } => {
                 info!(stream = %self.id, upstream = %redact(self.upstream(index)), "failing back");
                 self.slot.detach();
+                self.sampling = None;
                 if let Some(s) = self.session.take() {
                     let id = self.id.clone();
                     self.tracker.spawn(async move {

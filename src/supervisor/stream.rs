@@ -545,7 +545,7 @@ fn on_output(s: &mut Sides, ev: OutputEvent, now: Instant) {
             }
         }
         OutputEvent::Probed(id, found) => s.output.policy.probe_result(now, id, found),
-        OutputEvent::Sampled(report) => s.output.on_sampled(now, report),
+        OutputEvent::Sampled(sample) => s.output.on_sampled(now, sample),
     }
 }
 
