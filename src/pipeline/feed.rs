@@ -42,6 +42,8 @@ pub enum Pushed {
 /// One output session's intake.
 pub struct Feed {
     appsrc: gst_app::AppSrc,
+    /// The appsrc reports its queue in time (GStreamer 1.20 on).
+    level_time: bool,
     state: Mutex<FeedState>,
     /// Capture clock time minus output PTS: turns a sent PTS back into its capture time.
     capture_origin: AtomicI64,
@@ -67,6 +69,7 @@ impl Feed {
         max_latency: Duration,
     ) -> Self {
         Feed {
+            level_time: appsrc.find_property("current-level-time").is_some(),
             appsrc,
             state: Mutex::new(FeedState {
                 rebaser: Rebaser::default(),
@@ -84,7 +87,7 @@ impl Feed {
 
     /// What waits in this output's own queue.
     pub fn queued(&self) -> crate::delivery::Queued {
-        let time = if self.appsrc.find_property("current-level-time").is_some() {
+        let time = if self.level_time {
             Duration::from_nanos(self.appsrc.property::<u64>("current-level-time"))
         } else {
             Duration::ZERO
@@ -116,13 +119,14 @@ impl Feed {
     }
 
     /// Decides, under the state lock, whether a frame may go out given the backlog.
-    fn admit(&self, st: &mut FeedState, keyframe: bool) -> Option<Pushed> {
+    /// `keyframe` tells whether the frame is an IDR; it is only asked when it matters.
+    fn admit(&self, st: &mut FeedState, keyframe: impl FnOnce() -> bool) -> Option<Pushed> {
         let backlog = self.backlog();
         if st.congested {
             if backlog > self.max_latency / 2 {
                 return Some(self.drop_congested(Pushed::Congested));
             }
-            if !keyframe {
+            if !keyframe() {
                 let ask = st
                     .keyframe_asked
                     .is_none_or(|at| at.elapsed() >= KEYFRAME_ASK_EVERY);
@@ -177,10 +181,12 @@ impl Feed {
         };
         // A session (and a resumption after congestion) must start at an IDR; an encoder
         // may flag non-IDR I-frames as keyframes too, so look at the NAL units.
-        let idr = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT)
-            && buffer.map_readable().is_ok_and(|m| contains_idr(&m));
+        let idr = || {
+            !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT)
+                && buffer.map_readable().is_ok_and(|m| contains_idr(&m))
+        };
         if st.waiting_for_keyframe {
-            if !idr {
+            if !idr() {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
                 return Pushed::Skipped;
             }
