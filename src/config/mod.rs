@@ -4,6 +4,7 @@ mod mqtt;
 pub mod patch;
 #[cfg(test)]
 mod proptests;
+mod record;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use mqtt::{HomeAssistantConfig, MqttConfig};
+pub use record::{RecordConfig, RecordMode};
 pub use validate::{is_valid_id, validate};
 
 /// The SRT passphrase: from `file`, else `$CREDENTIALS_DIRECTORY/srt-passphrase` if
@@ -103,6 +105,8 @@ pub struct StreamConfig {
     /// File holding the SRT passphrase (10 to 79 characters); else
     /// `$CREDENTIALS_DIRECTORY/srt-passphrase` if present. No encryption without either.
     pub srt_passphrase_file: Option<PathBuf>,
+    /// Local recording: outages recorded and backfilled, or continuous recording.
+    pub record: RecordConfig,
     /// V4L2 controls applied at every capture start, by name: `brightness = 10`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub controls: BTreeMap<String, serde_json::Value>,
@@ -151,6 +155,7 @@ impl Default for StreamConfig {
             adaptive_bitrate: true,
             min_bitrate_kbps: 200,
             srt_passphrase_file: None,
+            record: RecordConfig::default(),
             controls: BTreeMap::new(),
         }
     }

@@ -152,6 +152,7 @@ fn validate_stream(s: &StreamConfig, key: &dyn Fn(&str) -> String) -> Result<(),
         super::srt_passphrase(Some(file))
             .map_err(|why| Invalid::new(key("srt_passphrase_file"), why))?;
     }
+    s.record.validate(key)?;
     Ok(())
 }
 
