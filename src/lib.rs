@@ -16,6 +16,7 @@ pub mod mqtt;
 pub mod pipeline;
 pub mod policy;
 pub mod probe;
+pub mod recording;
 pub mod redact;
 pub mod supervisor;
 pub mod systemd;

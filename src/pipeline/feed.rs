@@ -17,6 +17,7 @@ use gstreamer_app as gst_app;
 
 use super::counters::Counters;
 use super::h264::contains_idr;
+use super::tap::FrameTap;
 use super::timestamps::Rebaser;
 
 /// Frames queued in the output beyond this are dropped until the next keyframe, whatever
@@ -255,10 +256,12 @@ impl Feed {
     }
 }
 
-/// Where the capture side looks for the current output session, if any.
+/// Where the capture side hands its encoded frames: the current output session, if
+/// any, and the recorder's tap, if recording is on.
 #[derive(Default)]
 pub struct FeedSlot {
     feed: Mutex<Option<Arc<Feed>>>,
+    tap: FrameTap,
 }
 
 impl FeedSlot {
@@ -278,18 +281,37 @@ impl FeedSlot {
         self.feed.lock().ok().and_then(|slot| slot.clone())
     }
 
-    /// Pushes an encoded sample to the current feed, if any. `base` is the base time of
-    /// the pipeline that produced it.
+    /// Where every encoded frame also goes, for recording.
+    pub fn tap(&self) -> &FrameTap {
+        &self.tap
+    }
+
+    /// Pushes an encoded sample to the current feed, if any, and to the tap. `base` is
+    /// the base time of the pipeline that produced it.
     pub fn hand_over(
         &self,
         sample: &gst::Sample,
         buffer: &gst::Buffer,
         base: gst::ClockTime,
     ) -> Option<Pushed> {
-        let feed = self.current()?;
         let running = running_time(sample, buffer)?;
-        Some(feed.push(buffer, running, base))
+        let feed = self.current();
+        if feed.is_none() && !self.tap.connected() {
+            return None;
+        }
+        let capture_us = capture_wall_clock(base.nseconds() + running.0);
+        self.tap.offer(buffer, sample.caps(), capture_us);
+        Some(feed?.push(buffer, running, base))
     }
+}
+
+/// The wall-clock time (µs since the Unix epoch) of the system clock's `clock_ns`.
+fn capture_wall_clock(clock_ns: u64) -> u64 {
+    let now_clock = gst::SystemClock::obtain().time().nseconds();
+    let now_wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    now_wall.saturating_sub(now_clock.saturating_sub(clock_ns) / 1000)
 }
 
 /// A frame's PTS and DTS as running time: encoders put frames in a segment that does not

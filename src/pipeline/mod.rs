@@ -9,6 +9,7 @@ pub mod h264;
 mod output;
 mod slate;
 mod slate_image;
+mod tap;
 pub mod timestamps;
 mod transport_stats;
 
@@ -20,6 +21,7 @@ pub use counters::{Counters, LatencySummary, RateMeter};
 pub use feed::{Feed, FeedSlot};
 pub use output::{Output, OutputParams, Protocol};
 pub use slate::{SLATE_FPS, Slate};
+pub use tap::{FrameTap, TappedFrame};
 
 use crate::encoder::EncoderError;
 
@@ -34,6 +36,11 @@ pub enum PipelineError {
     Start(String),
     #[error(transparent)]
     Encoder(#[from] EncoderError),
+}
+
+/// The capture time an access unit carries, µs since the Unix epoch.
+pub fn capture_time_of(_au: &[u8]) -> Option<u64> {
+    None
 }
 
 /// Initialises GStreamer once per process.
