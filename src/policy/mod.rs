@@ -7,6 +7,7 @@
 pub mod bitrate;
 pub mod capture;
 pub mod output;
+pub mod recording;
 mod state;
 
 pub use bitrate::{Apply, BitrateChange, BitratePolicy, Cause, DeliverySample};
