@@ -15,8 +15,10 @@ pub enum BusEvent {
         message: String,
     },
     Eos,
-    /// The RTSP sink finished closing its session (TEARDOWN answered or given up).
+    /// The RTSP sink closed its session: its TEARDOWN was answered.
     SessionClosed,
+    /// The RTSP sink gave up closing its session cleanly.
+    SessionCloseFailed,
 }
 
 /// Reads `pipeline`'s bus without blocking the runtime. Only one reader per pipeline.
@@ -35,13 +37,16 @@ pub fn bus_events(pipeline: &gst::Pipeline) -> impl Stream<Item = BusEvent> + Se
                 gst::MessageView::Eos(_) => Some(BusEvent::Eos),
                 gst::MessageView::Progress(p) => {
                     let (kind, code, _) = p.get();
-                    let done = matches!(
-                        kind,
-                        gst::ProgressType::Complete
-                            | gst::ProgressType::Error
-                            | gst::ProgressType::Canceled
-                    );
-                    (done && code == "close").then_some(BusEvent::SessionClosed)
+                    if code != "close" {
+                        return None;
+                    }
+                    match kind {
+                        gst::ProgressType::Complete => Some(BusEvent::SessionClosed),
+                        gst::ProgressType::Error | gst::ProgressType::Canceled => {
+                            Some(BusEvent::SessionCloseFailed)
+                        }
+                        _ => None,
+                    }
                 }
                 _ => None,
             }

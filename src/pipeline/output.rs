@@ -54,6 +54,9 @@ pub struct OutputParams {
     pub srt_passphrase: Option<String>,
     /// The server's addresses, to find the session's TCP connection by.
     pub peers: Vec<SocketAddr>,
+    /// Send frames when their timestamp is due (live); false sends them as soon as they
+    /// are pushed, whatever their timestamps (a backfill paced by its sender).
+    pub rate_control: bool,
 }
 
 /// A publish session's pipeline.
@@ -119,6 +122,16 @@ impl Output {
             }
         };
         add_and_link(&pipeline, &chain)?;
+        if !params.rate_control {
+            // rtspclientsink sends over TCP through an appsink it creates at SETUP, synced
+            // to the clock (ONVIF "Rate-Control: yes"); its UDP sinks never sync.
+            pipeline.connect_deep_element_added(|_, _, element| {
+                let is_appsink = element.factory().is_some_and(|f| f.name() == "appsink");
+                if is_appsink {
+                    element.set_property("sync", false);
+                }
+            });
+        }
 
         let feed = Arc::new(Feed::new(appsrc, counters, params.max_latency));
         // Frames are counted where they enter the sink (RTSP) or the muxer, bytes where

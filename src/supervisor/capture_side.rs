@@ -245,7 +245,9 @@ impl CaptureSide {
     pub fn bus_failure(&self, ev: BusEvent) -> (Reason, Origin) {
         let (element, message) = match ev {
             BusEvent::Error { element, message } => (element, message),
-            BusEvent::Eos | BusEvent::SessionClosed => (String::new(), "source ended".into()),
+            BusEvent::Eos | BusEvent::SessionClosed | BusEvent::SessionCloseFailed => {
+                (String::new(), "source ended".into())
+            }
         };
         let origin = if EncoderKind::is_chain_element(&element) {
             Origin::Encoder

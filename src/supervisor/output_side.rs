@@ -264,6 +264,7 @@ impl OutputSide {
             max_latency: Duration::from_millis(u64::from(self.config.max_latency_ms)),
             srt_passphrase: None,
             peers: Vec::new(),
+            rate_control: true,
         };
         let counters = self.counters.clone();
         info!(stream = %self.id, upstream = %redact(&url), "connecting");
@@ -324,7 +325,7 @@ impl OutputSide {
     pub fn on_bus(&mut self, ev: BusEvent) {
         let message = match ev {
             BusEvent::Error { message, .. } => Some(message),
-            BusEvent::Eos | BusEvent::SessionClosed => None,
+            BusEvent::Eos | BusEvent::SessionClosed | BusEvent::SessionCloseFailed => None,
         };
         self.drop_session();
         let probe = self.policy.session_ended(message);
@@ -356,7 +357,7 @@ impl OutputSide {
 }
 
 /// The addresses an upstream's host resolves to (blocking: runs in the start task).
-fn peers(url: &str) -> Vec<std::net::SocketAddr> {
+pub(super) fn peers(url: &str) -> Vec<std::net::SocketAddr> {
     use std::net::ToSocketAddrs;
     reachability::address(url)
         .and_then(|a| a.to_socket_addrs().ok())
@@ -396,7 +397,10 @@ async fn teardown(id: &str, s: &mut Session, deadline: tokio::time::Instant) {
         deadline.min(tokio::time::Instant::now() + TEARDOWN_WAIT),
         async {
             let _ = closing.await;
-            wait_for(&mut s.events, |e| *e == BusEvent::SessionClosed).await;
+            wait_for(&mut s.events, |e| {
+                matches!(e, BusEvent::SessionClosed | BusEvent::SessionCloseFailed)
+            })
+            .await;
         },
     )
     .await;
