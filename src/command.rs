@@ -60,6 +60,9 @@ command_set! {
     StreamSnapshot = "stream.snapshot" (StreamArgs),
     CameraControls = "camera.controls" (StreamArgs),
     CameraSet = "camera.set" (ControlArgs),
+    RecordingsList = "recordings.list" (RangeArgs),
+    RecordingsBackfill = "recordings.backfill" (RangeArgs),
+    RecordingsDelete = "recordings.delete" (RangeArgs),
     DaemonRestart = "daemon.restart" (NoArgs),
 }
 
@@ -120,6 +123,9 @@ impl Request {
             Request::StreamSwitch(a) => Lane::Stream(a.stream.clone()),
             Request::StreamBitrate(a) => Lane::Stream(a.stream.clone()),
             Request::CameraSet(a) => Lane::Stream(a.stream.clone()),
+            Request::RecordingsList(a)
+            | Request::RecordingsBackfill(a)
+            | Request::RecordingsDelete(a) => Lane::Stream(a.stream.clone()),
         }
     }
 }
@@ -155,6 +161,40 @@ pub struct ControlArgs {
     pub controls: BTreeMap<String, Value>,
 }
 
+/// A stream and a span of capture time (RFC 3339, e.g. `2026-12-01T15:20:00Z`); a
+/// missing end is open.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RangeArgs {
+    pub stream: String,
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+impl RangeArgs {
+    /// The span in µs since the Unix epoch, or what is wrong with it.
+    pub fn span_us(&self) -> Result<(u64, u64), String> {
+        let parse = |key: &str, v: &Option<String>, open: u64| match v {
+            None => Ok(open),
+            Some(text) => humantime::parse_rfc3339_weak(text)
+                .map_err(|e| format!("{key}: {e} (want RFC 3339, e.g. 2026-12-01T15:20:00Z)"))
+                .and_then(|t| {
+                    t.duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_micros() as u64)
+                        .map_err(|_| format!("{key}: before 1970"))
+                }),
+        };
+        let from = parse("from", &self.from, 0)?;
+        let to = parse("to", &self.to, u64::MAX)?;
+        if from > to {
+            return Err("from is after to".into());
+        }
+        Ok((from, to))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatchArgs {
@@ -181,7 +221,7 @@ mod tests {
             assert!(is_valid_name(c.as_str()), "{c}");
         }
         assert_eq!(CommandName::parse("stream.explode"), None);
-        assert_eq!(CommandName::ALL.len(), 14);
+        assert_eq!(CommandName::ALL.len(), 17);
     }
 
     #[test]
@@ -217,6 +257,35 @@ mod tests {
                 .map(|r| r.lane())
                 .ok(),
             Some(Lane::Query)
+        );
+    }
+
+    #[test]
+    fn time_ranges_are_checked() {
+        let range = |v: Value| match Request::parse(CommandName::RecordingsBackfill, args(v))
+            .expect("parses")
+        {
+            Request::RecordingsBackfill(a) => a.span_us(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(range(json!({"stream": "cam0"})), Ok((0, u64::MAX)));
+        assert_eq!(
+            range(
+                json!({"stream": "cam0", "from": "2026-12-01T15:20:00Z", "to": "2026-12-01T15:20:01.5Z"})
+            ),
+            Ok((1_796_138_400_000_000, 1_796_138_401_500_000))
+        );
+        assert!(range(json!({"stream": "cam0", "from": "yesterday"})).is_err());
+        assert!(
+            range(json!({"stream": "cam0", "from": "2026-12-01T15:20:01Z", "to": "2026-12-01T15:20:00Z"}))
+                .is_err()
+        );
+        assert!(
+            Request::parse(
+                CommandName::RecordingsList,
+                args(json!({"stream": "c", "x": 1}))
+            )
+            .is_err()
         );
     }
 

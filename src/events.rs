@@ -33,6 +33,16 @@ pub enum Kind {
     Congestion,
     /// Adaptive bitrate changed the encoder's bitrate.
     BitrateChanged,
+    /// Local recording began (an outage in mode `outage`, or space is back).
+    RecordingStarted,
+    /// Local recording stopped: the outage ended, or the disk is full or unwritable.
+    RecordingStopped,
+    /// The disk budget deleted recorded segments before they were published.
+    RecordingDropped,
+    BackfillStarted,
+    BackfillFinished,
+    /// A segment's backfill did not complete; it will be sent again.
+    BackfillFailed,
     ConfigChanged,
     Command,
 }

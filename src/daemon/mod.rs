@@ -66,6 +66,7 @@ pub async fn run(config: Config, config_path: PathBuf, shutdown: CancellationTok
         shutdown.clone(),
         config.watchdog_capture_failures,
         std::env::var(HANG_STREAM_ENV).ok(),
+        config.state_dir(),
     );
     for stream in config.streams.iter().cloned() {
         streams.spawn(stream);

@@ -23,6 +23,8 @@ pub(super) struct Streams {
     escalate_after: u32,
     /// The stream whose supervisor is made to hang (fault injection for tests).
     hang: Option<String>,
+    /// Where streams keep their recordings.
+    state_dir: std::path::PathBuf,
     running: Vec<(StreamHandle, CancellationToken)>,
     list: watch::Sender<Vec<StreamHandle>>,
 }
@@ -35,6 +37,7 @@ impl Streams {
         shutdown: CancellationToken,
         escalate_after: u32,
         hang: Option<String>,
+        state_dir: std::path::PathBuf,
     ) -> Self {
         Streams {
             selector,
@@ -43,6 +46,7 @@ impl Streams {
             shutdown,
             escalate_after,
             hang,
+            state_dir,
             running: Vec::new(),
             list: watch::channel(Vec::new()).0,
         }
@@ -60,6 +64,7 @@ impl Streams {
         let tuning = Tuning {
             escalate_after: self.escalate_after,
             hang: self.hang.as_deref() == Some(config.id.as_str()),
+            state_dir: self.state_dir.clone(),
         };
         let (supervisor, handle) = StreamSupervisor::new(
             config,

@@ -12,7 +12,7 @@ use super::payloads::{self, InfoData};
 use crate::command::{CommandName, Request};
 use crate::control::{DaemonError, DaemonHandle};
 use crate::events::{Events, Kind, Level};
-use crate::supervisor::{Applied, HandleError, State, StreamHandle};
+use crate::supervisor::{Applied, HandleError, RecordingsOp, State, StreamHandle};
 
 /// What executing a command produced.
 #[derive(Debug, Default)]
@@ -57,6 +57,15 @@ struct SnapshotResult<'a> {
 struct ControlsResult<'a, T> {
     stream: &'a str,
     controls: T,
+}
+
+#[derive(Serialize)]
+struct RecordingsResult<'a> {
+    stream: &'a str,
+    /// `listed`, `queued` (for backfill) or `deleted`.
+    action: &'static str,
+    #[serde(flatten)]
+    listing: crate::recording::listing::Listing,
 }
 
 fn value(v: impl Serialize) -> Value {
@@ -199,6 +208,23 @@ impl Executor {
                 done(value(ControlsResult {
                     stream: &a.stream,
                     controls,
+                }))
+            }
+            Request::RecordingsList(a)
+            | Request::RecordingsBackfill(a)
+            | Request::RecordingsDelete(a) => {
+                let (op, action) = match request {
+                    Request::RecordingsBackfill(_) => (RecordingsOp::Backfill, "queued"),
+                    Request::RecordingsDelete(_) => (RecordingsOp::Delete, "deleted"),
+                    _ => (RecordingsOp::List, "listed"),
+                };
+                let (from, to) = a.span_us().map_err(|m| err(Code::InvalidArgument, m))?;
+                let h = self.stream(&a.stream)?;
+                let segments = h.recordings(op, from, to).await.map_err(handle_error)?;
+                done(value(RecordingsResult {
+                    stream: &a.stream,
+                    action,
+                    listing: crate::recording::listing::Listing::of(segments),
                 }))
             }
             Request::CameraSet(a) => {

@@ -108,6 +108,12 @@ impl StreamSupervisor {
                     let _ = reply.send(Err(no_camera(&id)));
                 }
             },
+            StreamCommand::Recordings {
+                op,
+                from_us,
+                to_us,
+                reply,
+            } => self.recordings(op, (from_us, to_us), sides, reply),
             StreamCommand::Snapshot(reply) => match sides.and_then(|s| s.capture.running()) {
                 Some(capture) => {
                     let Some(frame) = capture.next_frame() else {

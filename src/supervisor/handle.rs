@@ -40,11 +40,28 @@ pub enum StreamCommand {
     Snapshot(Reply<Vec<u8>>),
     /// The camera's controls with their current values.
     Controls(Reply<Vec<ControlInfo>>),
+    /// Lists, backfills or deletes the recorded segments holding frames captured in
+    /// `[from_us, to_us]`; replies with the segments concerned.
+    Recordings {
+        op: RecordingsOp,
+        from_us: u64,
+        to_us: u64,
+        reply: Reply<Vec<crate::recording::Segment>>,
+    },
     /// Validates all, then applies; replies with the values read back.
     SetControls(
         BTreeMap<String, serde_json::Value>,
         Reply<BTreeMap<String, i64>>,
     ),
+}
+
+/// What to do with recorded segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordingsOp {
+    List,
+    /// Queue for publishing on the backfill path (again).
+    Backfill,
+    Delete,
 }
 
 /// How a change reached the running stream.
@@ -130,6 +147,8 @@ pub struct StreamStats {
     pub congestion_episodes: u64,
     /// What the current session's network delivers.
     pub delivery: Option<Delivery>,
+    /// Local recording and backfill, when the stream records or has recordings.
+    pub recording: Option<super::recording_side::RecordingStats>,
 }
 
 /// The current publish session's delivery figures.
@@ -250,6 +269,22 @@ impl StreamHandle {
         values: BTreeMap<String, serde_json::Value>,
     ) -> Result<BTreeMap<String, i64>, HandleError> {
         self.ask(|tx| StreamCommand::SetControls(values, tx)).await
+    }
+
+    /// Lists, backfills or deletes recorded segments of `[from_us, to_us]`.
+    pub async fn recordings(
+        &self,
+        op: RecordingsOp,
+        from_us: u64,
+        to_us: u64,
+    ) -> Result<Vec<crate::recording::Segment>, HandleError> {
+        self.ask(|reply| StreamCommand::Recordings {
+            op,
+            from_us,
+            to_us,
+            reply,
+        })
+        .await
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> StreamCommand) -> Result<T, HandleError> {

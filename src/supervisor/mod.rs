@@ -2,6 +2,7 @@
 //! capture and output pipelines, and the handle the rest of the daemon uses to reach it.
 
 mod adaptation;
+mod backfill;
 mod capture_side;
 mod commands;
 mod device_release;
@@ -11,6 +12,8 @@ mod handle;
 mod meta;
 mod output_side;
 pub mod reachability;
+mod recording_commands;
+pub mod recording_side;
 mod status;
 mod stream;
 
@@ -20,7 +23,9 @@ use std::pin::Pin;
 use futures_util::{Stream, StreamExt};
 
 pub use error::{StartError, SupervisorError};
-pub use handle::{Applied, Delivery, HandleError, StreamCommand, StreamHandle, StreamStats};
+pub use handle::{
+    Applied, Delivery, HandleError, RecordingsOp, StreamCommand, StreamHandle, StreamStats,
+};
 pub use meta::StreamMeta;
 pub use stream::{BITRATE_RANGE, StreamSupervisor, Tuning};
 

@@ -139,6 +139,7 @@ impl StreamSupervisor {
                     figures: figures.clone(),
                     congested,
                 }),
+            recording: sides.and_then(|s| s.recording.stats()),
         }
     }
 }

@@ -21,6 +21,7 @@ use super::handle::{StreamCommand, StreamHandle};
 use super::meta::StreamMeta;
 use super::next_of;
 use super::output_side::{OutputEvent, OutputSide};
+use super::recording_side::{RecordingEvent, RecordingSide};
 use crate::config::StreamConfig;
 use crate::encoder::{EncoderError, EncoderKind, EncoderParams, Rejection, Selection, Selector};
 use crate::events::{Events, Kind, Level};
@@ -46,6 +47,8 @@ pub struct Tuning {
     /// Fault injection for tests: once streaming, the supervisor stops answering, as a
     /// task stuck in a call would.
     pub hang: bool,
+    /// The daemon's state directory (recordings live under it).
+    pub state_dir: std::path::PathBuf,
 }
 
 /// Owns one stream from configuration to shutdown.
@@ -70,7 +73,7 @@ pub struct StreamSupervisor {
     /// Congestion episodes already reported as events.
     pub(super) congestion_seen: u64,
     pub(super) tracker: TaskTracker,
-    tuning: Tuning,
+    pub(super) tuning: Tuning,
 }
 
 /// What the stream is doing.
@@ -85,6 +88,7 @@ pub(super) enum Phase {
 pub(super) struct Sides {
     pub capture: CaptureSide,
     pub output: OutputSide,
+    pub recording: RecordingSide,
     /// Adaptive bitrate, once the encoder runs (none for passthrough or when off).
     pub bitrate: Option<BitratePolicy>,
     /// Choosing a replacement for an encoder that keeps failing.
@@ -109,6 +113,7 @@ enum Woke {
     Reselected(Result<Selection, EncoderError>),
     Capture(CaptureEvent),
     Output(OutputEvent),
+    Recording(RecordingEvent),
     Timer,
 }
 
@@ -202,7 +207,8 @@ impl StreamSupervisor {
         self.stats(Some(sides)).log("final");
         tokio::join!(
             sides.output.stop(STOP_BUDGET),
-            sides.capture.stop(STOP_BUDGET)
+            sides.capture.stop(STOP_BUDGET),
+            sides.recording.stop(STOP_BUDGET)
         );
         self.restarts_before.0 += sides.output.policy.restarts();
         self.restarts_before.1 += sides.capture.policy.restarts();
@@ -240,14 +246,20 @@ impl StreamSupervisor {
                     Phase::Running(s) => (None, Some(&mut **s)),
                     Phase::Idle => (None, None),
                 };
-                let (capture, output, reselecting) = match sides {
+                let (capture, output, recording, reselecting) = match sides {
                     Some(Sides {
                         capture,
                         output,
+                        recording,
                         reselecting,
                         ..
-                    }) => (Some(capture), Some(output), Some(reselecting)),
-                    None => (None, None, None),
+                    }) => (
+                        Some(capture),
+                        Some(output),
+                        Some(recording),
+                        Some(reselecting),
+                    ),
+                    None => (None, None, None, None),
                 };
                 tokio::select! {
                     _ = shutdown.cancelled() => Woke::Shutdown,
@@ -256,6 +268,7 @@ impl StreamSupervisor {
                     r = async { match reselecting { Some(r) => next_of(r).await, None => std::future::pending().await } } => Woke::Reselected(r),
                     ev = async { match capture { Some(c) => c.next_event().await, None => std::future::pending().await } } => Woke::Capture(ev),
                     ev = async { match output { Some(o) => o.next_event().await, None => std::future::pending().await } } => Woke::Output(ev),
+                    ev = async { match recording { Some(r) => r.next_event().await, None => std::future::pending().await } } => Woke::Recording(ev),
                     _ = tokio::time::sleep_until(deadline) => Woke::Timer,
                     _ = tick.tick() => Woke::Timer,
                 }
@@ -283,6 +296,16 @@ impl StreamSupervisor {
                 Woke::Output(ev) => {
                     if let Phase::Running(s) = phase {
                         on_output(s, ev, now);
+                    }
+                }
+                Woke::Recording(ev) => {
+                    if let Phase::Running(s) = phase {
+                        match ev {
+                            RecordingEvent::Recorder(ev) => s.recording.on_recorder(ev),
+                            RecordingEvent::Backfilled(done) => {
+                                s.recording.on_backfilled(now, done).await;
+                            }
+                        }
                     }
                 }
                 Woke::Timer => {}
@@ -377,8 +400,15 @@ impl StreamSupervisor {
             output: OutputSide::new(
                 c.clone(),
                 self.counters.clone(),
-                slot,
+                slot.clone(),
                 OutputPolicy::new(names, output_timing, fastrand::Rng::new(), now),
+                self.tracker.clone(),
+            ),
+            recording: RecordingSide::new(
+                c.clone(),
+                self.tuning.state_dir.clone(),
+                slot.clone(),
+                self.events.clone(),
                 self.tracker.clone(),
             ),
             reselecting: None,
@@ -436,6 +466,10 @@ impl StreamSupervisor {
             }
             s.output.execute(action, s.capture.encoded_caps());
         }
+        let up = s.output.policy.streaming() && s.output.confirmed();
+        let congested = s.output.delivery().is_some_and(|(_, c)| c);
+        let upstream = self.config.upstream[s.output.policy.current()].clone();
+        s.recording.step(now, up, congested, &upstream);
         let streaming = s.output.policy.connected_for(now).is_some();
         if streaming && !self.was_streaming {
             info!(stream = %self.config.id, upstream = %s.output.policy.upstream(), "streaming");
@@ -557,6 +591,7 @@ fn deadline(phase: &Phase) -> Option<Instant> {
     [
         s.capture.policy.next_deadline(),
         s.output.policy.next_deadline(),
+        s.recording.policy.next_deadline(),
     ]
     .into_iter()
     .flatten()
