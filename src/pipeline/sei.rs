@@ -54,8 +54,10 @@ fn sei_nal(unix_us: u64) -> Vec<u8> {
 /// The access unit `au` (Annex B) with a capture-time SEI for `unix_us` (µs since the Unix
 /// epoch) inserted before its first slice, or at its end when it has none.
 ///
-/// A capture-time SEI already in `au` is left there and a second one added, which
-/// [`capture_time`] would not see: stamp each access unit once.
+/// `au` must be byte-stream (`stream-format=byte-stream`): length-prefixed `avc` data has
+/// no start codes, and a length that reads as one would have the SEI written into the
+/// middle of a NAL unit. A capture-time SEI already in `au` is left there and a second one
+/// added, which [`capture_time`] would not see: stamp each access unit once.
 pub fn with_capture_time(au: &[u8], unix_us: u64) -> Vec<u8> {
     let at = h264::nal_units(au)
         .find(NalUnit::is_vcl)
