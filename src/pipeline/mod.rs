@@ -7,6 +7,7 @@ pub mod counters;
 mod feed;
 pub mod h264;
 mod output;
+pub mod sei;
 mod slate;
 mod slate_image;
 mod tap;

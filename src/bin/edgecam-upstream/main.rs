@@ -3,6 +3,7 @@
 //! session, measures the age of its frames and reports JSON lines.
 
 mod age;
+mod capture;
 mod rtsp;
 mod sessions;
 mod srt;
@@ -34,15 +35,23 @@ Stdout carries one JSON object per line, each with \"event\" and \"t\" (seconds 
   stats          session path frames keyframes bytes   every second for each session that has had
                  first_idr pts_monotonic pts_backwards a frame, frames in that second or not
                  pts_missing width height fps elapsed_s
+                 captured_frames capture_first_us
+                 capture_last_us capture_backwards
                  window_frames window_kbps age_ms      the frames since the previous stats line
                  age_p50_ms age_p95_ms age_max_ms      (ages null when there were none)
+                 capture_us capture_age_p50_ms
+                 capture_age_p95_ms capture_age_max_ms
   teardown       session path                          the client sent TEARDOWN
-  session_end    the stats fields up to elapsed_s,     exactly once per session, whatever ended it
-                 kbps age_p50_ms age_p95_ms
-                 age_max_ms (whole session), file (or null)
+  session_end    the stats fields up to                exactly once per session, whatever ended it
+                 capture_backwards, kbps age_p50_ms
+                 age_p95_ms age_max_ms (whole session), file (or null)
 A frame's age (ms) is its one-way delay (arrival minus its RTP timestamp, or its PTS over SRT)
 less the lowest delay of the session so far: 0 while a stream keeps pace, growing when it falls
-behind. RTSP keeps listening with --srt-port; an SRT session's path is the caller's stream id, or
+behind. A frame's capture time (us since the Unix epoch) comes from edgecam's capture-time SEI
+(docs/architecture.md); captured_frames counts the frames that carried one, capture_backwards
+those not after the previous one, capture_us lists the window's in arrival order, and a capture
+age is arrival on this machine's wall clock minus capture time (null when none carried one).
+RTSP keeps listening with --srt-port; an SRT session's path is the caller's stream id, or
 \"srt\" without one. The SRT listener takes one caller at a time.
 Sessions are numbered 1, 2, 3... in order of arrival. SIGTERM/SIGINT end all sessions, then exit 0.";
 

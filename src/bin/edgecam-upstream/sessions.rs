@@ -1,18 +1,31 @@
 //! Session registry: one entry per publish, counting what arrived, recording it, and
 //! writing the JSON-lines reports.
+//!
+//! Capture times, from the capture-time SEI of each frame ([`edgecam::pipeline::sei`]),
+//! are reported in fields of their own beside the others: in `stats` and
+//! `session_end`, `captured_frames` (frames that carried one), `capture_first_us` and
+//! `capture_last_us` (µs since the Unix epoch, null before the first) and
+//! `capture_backwards` (frames whose capture time was not after the previous one's); in
+//! `stats` only, for the frames of the window, `capture_us` (their capture times in
+//! arrival order) and `capture_age_p50_ms`, `capture_age_p95_ms`, `capture_age_max_ms`
+//! (arrival on the receiver's wall clock minus capture time, null when none carried
+//! one). Unlike the `age_*` fields, a capture age is absolute: it includes the sender's
+//! encode and send, and any offset between the two machines' clocks.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use edgecam::pipeline::h264::contains_idr;
+use edgecam::pipeline::sei;
 use gstreamer as gst;
 use serde::Serialize;
 
 use crate::age::{AgeMeter, AgeSummary, FrameTime, tenth};
+use crate::capture::{CaptureAgeSummary, CaptureMeter, CaptureTotals, capture_age_ms};
 
 /// Where a session comes from, to match the events that end it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -30,6 +43,8 @@ struct Window {
     frames: u64,
     bytes: u64,
     ages_ms: Vec<f64>,
+    capture_us: Vec<u64>,
+    capture_ages_ms: Vec<f64>,
 }
 
 impl Window {
@@ -39,6 +54,8 @@ impl Window {
             frames: 0,
             bytes: 0,
             ages_ms: Vec::new(),
+            capture_us: Vec::new(),
+            capture_ages_ms: Vec::new(),
         }
     }
 }
@@ -63,6 +80,7 @@ pub struct Session {
     file: Option<(PathBuf, BufWriter<File>)>,
     torn_down: bool,
     ages: AgeMeter,
+    captures: CaptureMeter,
     /// From the first frame on.
     window: Option<Window>,
 }
@@ -119,6 +137,8 @@ struct Totals<'a> {
     height: i32,
     fps: f64,
     elapsed_s: f64,
+    #[serde(flatten)]
+    capture: CaptureTotals,
 }
 
 #[derive(Serialize)]
@@ -130,6 +150,9 @@ struct Stats<'a> {
     age_ms: Vec<f64>,
     #[serde(flatten)]
     window_ages: AgeSummary,
+    capture_us: Vec<u64>,
+    #[serde(flatten)]
+    capture_ages: CaptureAgeSummary,
 }
 
 #[derive(Serialize)]
@@ -213,6 +236,7 @@ impl Shared {
 
     /// Counts (and records) one access unit; `time` places it for its age.
     pub fn on_frame(&self, id: u64, sample: &gst::Sample, time: Option<FrameTime>) {
+        let arrival = SystemTime::now();
         let Some(buffer) = sample.buffer() else {
             return;
         };
@@ -221,6 +245,7 @@ impl Shared {
         };
         let data = map.as_slice();
         let idr = contains_idr(data);
+        let capture_us = sei::capture_time(data);
         let mut reg = self.lock();
         let Some(s) = reg.sessions.get_mut(&id) else {
             return;
@@ -255,6 +280,13 @@ impl Shared {
         window.bytes += data.len() as u64;
         if let Some(t) = time {
             window.ages_ms.push(s.ages.record(t));
+        }
+        if let Some(c) = capture_us {
+            s.captures.record(c);
+            window.capture_us.push(c);
+            window
+                .capture_ages_ms
+                .push(capture_age_ms(unix_us(arrival), c));
         }
         if s.frames == 1 {
             s.first_idr = idr;
@@ -356,6 +388,8 @@ impl Shared {
                 window_kbps,
                 window_ages: AgeSummary::of(&window.ages_ms),
                 age_ms: window.ages_ms.into_iter().map(tenth).collect(),
+                capture_ages: CaptureAgeSummary::of(&window.capture_ages_ms),
+                capture_us: window.capture_us,
             };
             self.emit("stats", stats);
         }
@@ -405,7 +439,14 @@ fn totals_of(id: u64, s: &Session) -> Totals<'_> {
         height: s.height,
         fps,
         elapsed_s: s.first_frame_at.map_or(0.0, |t| t.elapsed().as_secs_f64()),
+        capture: s.captures.totals(),
     }
+}
+
+/// µs since the Unix epoch; 0 for a clock set before it.
+fn unix_us(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
@@ -422,5 +463,88 @@ mod tests {
             "r_live_cam_m_publish"
         );
         assert_eq!(file_stem("../x"), ".._x");
+    }
+
+    fn keys(v: &serde_json::Value) -> Vec<&str> {
+        let mut keys: Vec<&str> = v
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    const TOTALS: [&str; 17] = [
+        "session",
+        "path",
+        "frames",
+        "keyframes",
+        "bytes",
+        "first_idr",
+        "pts_monotonic",
+        "pts_backwards",
+        "pts_missing",
+        "width",
+        "height",
+        "fps",
+        "elapsed_s",
+        "captured_frames",
+        "capture_first_us",
+        "capture_last_us",
+        "capture_backwards",
+    ];
+
+    #[test]
+    fn stats_and_end_fields() {
+        let mut session = Session::default();
+        session.captures.record(1_704_067_200_000_000);
+        let stats = Stats {
+            totals: totals_of(1, &session),
+            window_frames: 1,
+            window_kbps: 0.0,
+            age_ms: vec![],
+            window_ages: AgeSummary::default(),
+            capture_us: vec![1_704_067_200_000_000],
+            capture_ages: CaptureAgeSummary::of(&[12.0]),
+        };
+        let stats = serde_json::to_value(stats).expect("serialize");
+        let mut expected: Vec<&str> = TOTALS.to_vec();
+        expected.extend([
+            "window_frames",
+            "window_kbps",
+            "age_ms",
+            "age_p50_ms",
+            "age_p95_ms",
+            "age_max_ms",
+            "capture_us",
+            "capture_age_p50_ms",
+            "capture_age_p95_ms",
+            "capture_age_max_ms",
+        ]);
+        expected.sort_unstable();
+        assert_eq!(keys(&stats), expected);
+        assert_eq!(
+            stats["capture_us"],
+            serde_json::json!([1_704_067_200_000_000u64])
+        );
+        assert_eq!(stats["capture_first_us"], 1_704_067_200_000_000u64);
+        assert_eq!(stats["capture_age_max_ms"], 12.0);
+
+        let empty = Session::default();
+        let end = End {
+            totals: totals_of(1, &empty),
+            kbps: 0.0,
+            ages: AgeSummary::default(),
+            file: None,
+        };
+        let end = serde_json::to_value(end).expect("serialize");
+        let mut expected: Vec<&str> = TOTALS.to_vec();
+        expected.extend(["kbps", "age_p50_ms", "age_p95_ms", "age_max_ms", "file"]);
+        expected.sort_unstable();
+        assert_eq!(keys(&end), expected);
+        assert_eq!(end["captured_frames"], 0);
+        assert!(end["capture_last_us"].is_null());
     }
 }
