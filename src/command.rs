@@ -60,9 +60,9 @@ command_set! {
     StreamSnapshot = "stream.snapshot" (StreamArgs),
     CameraControls = "camera.controls" (StreamArgs),
     CameraSet = "camera.set" (ControlArgs),
-    RecordingsList = "recordings.list" (RangeArgs),
-    RecordingsBackfill = "recordings.backfill" (RangeArgs),
-    RecordingsDelete = "recordings.delete" (RangeArgs),
+    RecordingsList = "recordings.list" (Box<RangeArgs>),
+    RecordingsBackfill = "recordings.backfill" (Box<RangeArgs>),
+    RecordingsDelete = "recordings.delete" (Box<RangeArgs>),
     DaemonRestart = "daemon.restart" (NoArgs),
 }
 

@@ -36,7 +36,8 @@ pub struct RecordConfig {
     pub backfill: bool,
     /// Disk budget of this stream's recordings, MiB; the oldest are deleted first.
     pub max_disk_mb: u32,
-    /// Recording stops while the filesystem has less than this free, MiB.
+    /// Recording stops while the filesystem has less than this free (beyond room for
+    /// the next segment), MiB; it resumes when the space is back.
     pub keep_free_mb: u32,
     /// Length of a recording segment, seconds (segments start at keyframes).
     pub segment_s: u32,

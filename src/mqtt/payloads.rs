@@ -141,6 +141,9 @@ pub struct StatsPayload {
     congestion_drops: u64,
     congestion_episodes: u64,
     delivery: Option<DeliveryPayload>,
+    /// Local recording and backfill (absent when the stream neither records nor has
+    /// recordings).
+    recording: Option<crate::supervisor::recording_side::RecordingStats>,
 }
 
 /// `stats.delivery`: what the current session's network delivers.
@@ -209,6 +212,7 @@ impl From<&StreamStats> for StatsPayload {
             congestion_drops: s.congestion_drops,
             congestion_episodes: s.congestion_episodes,
             delivery: s.delivery.as_ref().map(DeliveryPayload::from),
+            recording: s.recording.clone(),
         }
     }
 }

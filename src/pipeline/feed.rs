@@ -286,8 +286,9 @@ impl FeedSlot {
         &self.tap
     }
 
-    /// Pushes an encoded sample to the current feed, if any, and to the tap. `base` is
-    /// the base time of the pipeline that produced it.
+    /// Stamps an encoded sample with its capture time (the capture-time SEI, see
+    /// [`super::sei`]) and pushes it to the current feed, if any, and to the tap. `base`
+    /// is the base time of the pipeline that produced it; `buffer` is byte-stream.
     pub fn hand_over(
         &self,
         sample: &gst::Sample,
@@ -300,9 +301,25 @@ impl FeedSlot {
             return None;
         }
         let capture_us = capture_wall_clock(base.nseconds() + running.0);
+        let stamped = stamp(buffer, capture_us);
+        let buffer = stamped.as_ref().unwrap_or(buffer);
         self.tap.offer(buffer, sample.caps(), capture_us);
         Some(feed?.push(buffer, running, base))
     }
+}
+
+/// `buffer` with the capture-time SEI before its first slice, timestamps and flags kept.
+fn stamp(buffer: &gst::Buffer, capture_us: u64) -> Option<gst::Buffer> {
+    let data = super::sei::with_capture_time(&buffer.map_readable().ok()?, capture_us);
+    let mut out = gst::Buffer::from_mut_slice(data);
+    {
+        let b = out.get_mut()?;
+        b.set_pts(buffer.pts());
+        b.set_dts(buffer.dts());
+        b.set_duration(buffer.duration());
+        b.set_flags(buffer.flags());
+    }
+    Some(out)
 }
 
 /// The wall-clock time (µs since the Unix epoch) of the system clock's `clock_ns`.

@@ -39,11 +39,6 @@ pub enum PipelineError {
     Encoder(#[from] EncoderError),
 }
 
-/// The capture time an access unit carries, µs since the Unix epoch.
-pub fn capture_time_of(_au: &[u8]) -> Option<u64> {
-    None
-}
-
 /// Initialises GStreamer once per process.
 pub fn init() -> Result<(), PipelineError> {
     gst::init().map_err(|e| PipelineError::Start(format!("GStreamer init: {e}")))

@@ -276,7 +276,7 @@ mod tests {
             let failed_at = Instant::now();
             p.backfill_ended(failed_at, false);
             assert!(drain(&mut p, view(true, true)).is_empty());
-            let next = p.next_deadline().unwrap();
+            let next = p.next_deadline().expect("a retry is due");
             delays.push(next - failed_at);
             tokio::time::advance(next - failed_at).await;
         }

@@ -35,7 +35,7 @@ mod tests {
 
     #[test]
     fn paths_and_stream_ids_get_the_suffix() {
-        let b = |u| backfill_url(u, "/backfill").unwrap();
+        let b = |u| backfill_url(u, "/backfill").expect("test value");
         assert_eq!(b("rtsp://h:8554/cam"), "rtsp://h:8554/cam/backfill");
         assert_eq!(
             b("rtsp://u:p@h/live/cam/"),

@@ -84,7 +84,7 @@ mod tests {
             Path::new(&Segment::file_name(us(start_s), us(end_s), 10, true)),
             100,
         )
-        .unwrap()
+        .expect("test value")
     }
 
     #[test]

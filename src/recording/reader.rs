@@ -98,14 +98,14 @@ fn collect(
         if std::time::Instant::now() > deadline {
             return Err("reading took too long".into());
         }
-        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
-            if let gst::MessageView::Error(e) = msg.view() {
-                // A truncated file ends in a demuxer error after its whole frames.
-                if frames.is_empty() {
-                    return Err(e.error().to_string());
-                }
-                break;
+        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error])
+            && let gst::MessageView::Error(e) = msg.view()
+        {
+            // A truncated file ends in a demuxer error after its whole frames.
+            if frames.is_empty() {
+                return Err(e.error().to_string());
             }
+            break;
         }
         match appsink.try_pull_sample(gst::ClockTime::from_mseconds(200)) {
             Some(sample) => {
@@ -123,7 +123,7 @@ fn collect(
                 let embedded = buffer
                     .map_readable()
                     .ok()
-                    .and_then(|m| crate::pipeline::capture_time_of(&m));
+                    .and_then(|m| crate::pipeline::sei::capture_time(&m));
                 let capture_us = embedded.unwrap_or_else(|| {
                     let first = *first_pts.get_or_insert(pts.unwrap_or(0));
                     start_us + pts.unwrap_or(first).saturating_sub(first) / 1000

@@ -4,7 +4,7 @@
 //! what it did. It never touches the live output: a full or unwritable disk stops the
 //! recording, not the stream.
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -123,11 +123,8 @@ impl Recorder {
             if cancel.is_cancelled() {
                 break;
             }
-            loop {
-                match self.control.try_recv() {
-                    Ok(Control::Live(live)) => self.set_live(live),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                }
+            while let Ok(Control::Live(live)) = self.control.try_recv() {
+                self.set_live(live);
             }
             match self.frames.recv_timeout(POLL) {
                 Ok(tapped) => self.on_frame(Frame::from_tapped(tapped)),
@@ -264,20 +261,15 @@ impl Recorder {
         if self.space_ok() {
             return true;
         }
-        // Below `keep_free_mb`: let go of kept (already published or never pending)
-        // segments before giving up.
-        for s in self.store.segments().into_iter().filter(|s| !s.pending) {
-            if self.store.delete(&s.path).is_ok() && self.space_ok() {
-                return true;
-            }
-        }
         self.suspend(StopReason::DiskFull);
         false
     }
 
+    /// Whether the filesystem has `keep_free_mb` free beyond room for the next segment
+    /// (as big as the last one, at least 1 MiB).
     fn space_ok(&self) -> bool {
-        let need =
-            u64::from(self.config.keep_free_mb) * MIB + self.last_segment_bytes.min(64 * MIB);
+        let next = self.last_segment_bytes.clamp(MIB, 256 * MIB);
+        let need = u64::from(self.config.keep_free_mb) * MIB + next;
         self.store.free_bytes().is_none_or(|free| free > need)
     }
 
@@ -298,6 +290,8 @@ impl Recorder {
         };
         warn!(stream = %self.id, error = %e, "recording failed");
         if let Some(w) = self.writer.take() {
+            // Space for a segment means at least what this one got to.
+            self.last_segment_bytes = self.last_segment_bytes.max(w.bytes());
             let path = w.path().to_path_buf();
             w.abandon();
             // What a full disk cut short is given up, to free its space.
@@ -389,14 +383,18 @@ impl Recorder {
         snap.segments = segments.len() as u64;
         snap.bytes = segments.iter().map(|s| s.bytes).sum::<u64>()
             + self.writer.as_ref().map_or(0, SegmentWriter::bytes);
-        snap.seconds = segments.iter().map(Segment::seconds).sum::<f64>()
-            + self
-                .writer
-                .as_ref()
-                .map_or(0.0, |w| w.duration().as_secs_f64());
+        let writing = self
+            .writer
+            .as_ref()
+            .map_or(0.0, |w| w.duration().as_secs_f64());
+        snap.seconds = tenth(segments.iter().map(Segment::seconds).sum::<f64>() + writing);
         let pending: Vec<&Segment> = segments.iter().filter(|s| s.pending).collect();
         snap.pending_segments = pending.len() as u64;
-        snap.pending_seconds = pending.iter().map(|s| s.seconds()).sum();
+        snap.pending_seconds = tenth(pending.iter().map(|s| s.seconds()).sum());
         snap.dropped_segments = self.dropped_segments;
     }
+}
+
+fn tenth(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
 }

@@ -85,12 +85,19 @@ mod tests {
     fn names_round_trip() {
         for pending in [false, true] {
             let name = Segment::file_name(1_000, 9_000, 42, pending);
-            let s = Segment::parse(Path::new("/d").join(&name).as_path(), 7).unwrap();
+            let s = Segment::parse(Path::new("/d").join(&name).as_path(), 7).expect("test value");
             assert_eq!(
                 (s.start_us, s.end_us, s.frames, s.bytes, s.pending),
                 (1_000, 9_000, 42, 7, pending)
             );
-            assert_eq!(s.path.file_name().unwrap().to_str().unwrap(), name);
+            assert_eq!(
+                s.path
+                    .file_name()
+                    .expect("test value")
+                    .to_str()
+                    .expect("test value"),
+                name
+            );
         }
     }
 
@@ -111,7 +118,7 @@ mod tests {
 
     #[test]
     fn overlap_is_inclusive() {
-        let s = Segment::parse(Path::new("10-20-3.ts"), 0).unwrap();
+        let s = Segment::parse(Path::new("10-20-3.ts"), 0).expect("test value");
         assert!(s.overlaps(20, 30) && s.overlaps(0, 10) && s.overlaps(12, 13));
         assert!(!s.overlaps(21, 30) && !s.overlaps(0, 9));
     }

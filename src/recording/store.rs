@@ -174,7 +174,7 @@ impl Store {
     /// Bytes free to unprivileged writers on the directory's filesystem.
     pub fn free_bytes(&self) -> Option<u64> {
         let stat = nix::sys::statvfs::statvfs(&self.dir).ok()?;
-        Some(u64::from(stat.blocks_available()) * stat.fragment_size())
+        Some(stat.blocks_available() * stat.fragment_size())
     }
 
     fn sync_dir(&self) {
@@ -205,15 +205,15 @@ mod tests {
     use super::*;
 
     fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test value");
         let store = Store::new(dir.path(), "cam");
-        store.create().unwrap();
+        store.create().expect("test value");
         (dir, store)
     }
 
     fn write_part(store: &Store, start: u64, bytes: usize) -> PathBuf {
         let part = store.dir().join(super::super::segment::part_name(start));
-        fs::write(&part, vec![0u8; bytes]).unwrap();
+        fs::write(&part, vec![0u8; bytes]).expect("test value");
         part
     }
 
@@ -224,7 +224,7 @@ mod tests {
             let part = write_part(&store, start, 10);
             store
                 .finish(&part, start, start + 900_000, 10, true)
-                .unwrap();
+                .expect("test value");
         }
         write_part(&store, 4_000_000, 5);
         let starts: Vec<u64> = store.segments().iter().map(|s| s.start_us).collect();
@@ -232,8 +232,9 @@ mod tests {
         assert_eq!(store.unfinished().len(), 1);
         assert_eq!(store.bytes(), 30);
         let index: serde_json::Value =
-            serde_json::from_slice(&fs::read(store.dir().join("index.json")).unwrap()).unwrap();
-        assert_eq!(index["segments"].as_array().unwrap().len(), 3);
+            serde_json::from_slice(&fs::read(store.dir().join("index.json")).expect("test value"))
+                .expect("test value");
+        assert_eq!(index["segments"].as_array().expect("test value").len(), 3);
         assert_eq!(index["segments"][0]["start_us"], 1_000_000);
     }
 
@@ -244,7 +245,7 @@ mod tests {
             let part = write_part(&store, start * 10, 100);
             store
                 .finish(&part, start * 10, start * 10 + 5, 1, true)
-                .unwrap();
+                .expect("test value");
         }
         let deleted = store.enforce_budget(300, 50);
         let gone: Vec<u64> = deleted.iter().map(|s| s.start_us).collect();
@@ -258,12 +259,12 @@ mod tests {
     fn a_sent_segment_is_kept_not_pending() {
         let (_d, store) = store();
         let part = write_part(&store, 1, 4);
-        let seg = store.finish(&part, 1, 2, 1, true).unwrap();
-        let kept = store.mark_sent(&seg).unwrap();
+        let seg = store.finish(&part, 1, 2, 1, true).expect("test value");
+        let kept = store.mark_sent(&seg).expect("test value");
         assert!(!kept.pending && kept.path.exists() && !seg.path.exists());
         assert_eq!(store.segments(), vec![kept.clone()]);
-        store.delete(&kept.path).unwrap();
-        store.delete(&kept.path).unwrap();
+        store.delete(&kept.path).expect("test value");
+        store.delete(&kept.path).expect("test value");
         assert!(store.segments().is_empty());
     }
 }

@@ -134,10 +134,6 @@ impl RecordingSide {
         &self.stream.record
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// The next thing the recorder or a backfill reports; pending while nothing does.
     pub async fn next_event(&mut self) -> RecordingEvent {
         let backfill = async {

@@ -467,7 +467,12 @@ impl StreamSupervisor {
             s.output.execute(action, s.capture.encoded_caps());
         }
         let up = s.output.policy.streaming() && s.output.confirmed();
-        let congested = s.output.delivery().is_some_and(|(_, c)| c);
+        // Live needs the whole link while it drops frames, or while adaptive bitrate
+        // holds it below its configured bitrate.
+        let congested = s.output.delivery().is_some_and(|(_, c)| c)
+            || s.bitrate
+                .as_ref()
+                .is_some_and(|b| b.target() < self.config.bitrate_kbps);
         let upstream = self.config.upstream[s.output.policy.current()].clone();
         s.recording.step(now, up, congested, &upstream);
         let streaming = s.output.policy.connected_for(now).is_some();

@@ -8,6 +8,7 @@ pub mod media;
 pub mod mqtt;
 pub mod netns;
 pub mod receiver;
+pub mod recorded;
 pub mod rig;
 pub mod rtmp;
 pub mod tls;
