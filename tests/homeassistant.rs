@@ -17,7 +17,7 @@ use support::receiver::Receiver;
 const WAIT: Duration = Duration::from_secs(10);
 /// Discovery messages for a device with one stream: temperature and CPU sensors, and
 /// per stream fps, bitrate and state sensors, a camera, a number, two buttons, a switch.
-const ENTITIES: usize = 2 + 8;
+const ENTITIES: usize = 2 + 9;
 
 fn is_discovery(topic: &str) -> bool {
     let parts: Vec<&str> = topic.split('/').collect();
@@ -29,6 +29,8 @@ fn is_discovery(topic: &str) -> bool {
 struct Rig {
     /// Kept running until the rig drops.
     _daemon: Daemon,
+    /// Its state directory (the stream records outages there).
+    _state: tempfile::TempDir,
     mqtt: MqttClient,
     rx: Receiver,
     broker: Broker,
@@ -46,9 +48,12 @@ impl Rig {
             &broker.url(),
             &[&format!("{base}/#"), "homeassistant/+/+/+/config"],
         );
+        let state_dir = tempfile::tempdir().expect("tempdir");
         let config = format!(
-            "device_id = {device:?}\n\n[mqtt]\nurl = {:?}\nstats_interval_s = 1\n\
-             health_interval_s = 1\n\n[homeassistant]\nenabled = true\n\n{}",
+            "device_id = {device:?}\nstate_dir = {:?}\n\n[mqtt]\nurl = {:?}\n\
+             stats_interval_s = 1\nhealth_interval_s = 1\n\n[homeassistant]\nenabled = true\n\n\
+             {}\n[stream.record]\nmode = \"outage\"\n",
+            state_dir.path(),
             broker.url(),
             stream_config("cam0", &[rx.url(&format!("/{device}/cam0"))], 320, 240)
         );
@@ -66,6 +71,7 @@ impl Rig {
             .expect("the receiver got no frame");
         let mut rig = Rig {
             _daemon: daemon,
+            _state: state_dir,
             mqtt,
             rx,
             broker,
@@ -141,10 +147,11 @@ impl Rig {
 const FIXED_VALUE_ZONES: &[&str] = &["PMIC-Die"];
 
 /// Why `payload[field]` is not a value a sensor can show, if it is not: a state topic's
-/// field must be a number or a string, except `temperature_c`, which is null exactly
-/// when `temperatures` lists no zone it counts (docs/mqtt.md).
+/// field (a dotted path into nested objects) must be a number or a string, except
+/// `temperature_c`, which is null exactly when `temperatures` lists no zone it counts
+/// (docs/mqtt.md).
 fn unusable(payload: &Value, field: &str) -> Option<String> {
-    let value = &payload[field];
+    let value = field.split('.').fold(payload, |v, key| &v[key]);
     if value.is_number() || value.is_string() {
         return None;
     }
@@ -165,14 +172,14 @@ fn unusable(payload: &Value, field: &str) -> Option<String> {
     Some(format!("{value} is neither a number nor a string"))
 }
 
-/// The field a `{{ value_json.<field> ... }}` template reads.
+/// The field a `{{ value_json.<field> ... }}` template reads (`a.b` for a nested one).
 fn template_field(template: &str) -> &str {
     let rest = template
         .split("value_json.")
         .nth(1)
         .unwrap_or_else(|| panic!("{template:?} does not read value_json"));
     let end = rest
-        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
         .unwrap_or(rest.len());
     &rest[..end]
 }
@@ -234,6 +241,8 @@ fn discovery_announces_each_entity_and_every_topic_it_names_is_live() {
         "kbit/s"
     );
     sensor(&state, "state");
+    let recording = sensor(&stats, "recording.state");
+    assert_eq!(recording["json_attributes_topic"], stats.as_str());
     assert_eq!(
         sensor(&health, "temperature_c")["device_class"],
         "temperature"

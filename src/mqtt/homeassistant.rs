@@ -1,5 +1,6 @@
 //! Home Assistant MQTT discovery: one device per edgecam, sensors, a camera fed by the
-//! snapshot topic, a bitrate number, restart and keyframe buttons, an on/off switch.
+//! snapshot topic, a bitrate number, restart and keyframe buttons, an on/off switch, and
+//! a recording sensor (its state, with the recording figures as attributes).
 
 use serde_json::{Value, json};
 
@@ -84,6 +85,13 @@ pub fn discovery(
                 "value_template": "{{ value_json.state }}",
                 "icon": "mdi:cctv",
             })),
+            entity("sensor", &format!("{id}_recording"), &format!("{id} recording"), json!({
+                "state_topic": topics.stream(id, "stats"),
+                "value_template": "{{ value_json.recording.state if value_json.recording else 'off' }}",
+                "json_attributes_topic": topics.stream(id, "stats"),
+                "json_attributes_template": "{{ (value_json.recording or {}) | tojson }}",
+                "icon": "mdi:record-rec",
+            })),
             entity("camera", &format!("{id}_snapshot"), &format!("{id} snapshot"), json!({
                 "topic": topics.stream(id, "snapshot"),
             })),
@@ -132,7 +140,7 @@ mod tests {
             Some("Raspberry Pi 4"),
             &["cam0".into()],
         );
-        assert_eq!(all.len(), 2 + 8);
+        assert_eq!(all.len(), 2 + 9);
         for (topic, body) in &all {
             assert!(
                 topic.starts_with("homeassistant/") && topic.ends_with("/config"),
