@@ -465,3 +465,55 @@ fn always_mode_covers_the_run_and_keeps_the_budget() {
     let middle = &list[1];
     assert_eq!(media::video(&middle.path).frames, middle.frames);
 }
+
+#[test]
+fn an_unwritable_state_directory_is_reported_and_live_goes_on() {
+    let port = free_port();
+    let broker = Broker::start();
+    let mut mqtt = MqttClient::connect(&broker.url(), &["edgecam/rec/#"]);
+    // A directory cannot be made under a file, whoever asks (root included).
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    let state = file.path().join("state");
+    let url = format!("rtsp://127.0.0.1:{port}/cam0");
+    let mut rx = Receiver::start(port, None);
+    let _daemon = Daemon::start(
+        &with_mqtt(
+            &broker,
+            &config(&state, &url, "test", 500, "mode = \"always\""),
+        ),
+        &[],
+    );
+    let event = mqtt
+        .wait_for(
+            |m| m.topic == "edgecam/rec/events" && m.json()["kind"] == "recording_stopped",
+            Duration::from_secs(20),
+        )
+        .expect("no recording_stopped event")
+        .json();
+    assert!(
+        event["message"]
+            .as_str()
+            .is_some_and(|s| s.contains("unwritable")),
+        "{event}"
+    );
+    rx.wait_for(is_on("first_frame", "/cam0"), Duration::from_secs(20))
+        .expect("live never started");
+    let windows: Vec<u64> = (0..3)
+        .map(|_| {
+            rx.wait_for(is_on("stats", "/cam0"), Duration::from_secs(5))
+                .and_then(|v| v["window_frames"].as_u64())
+                .expect("live stats")
+        })
+        .collect();
+    assert!(
+        windows[1..].iter().all(|&f| f >= FPS - 2),
+        "live frames per second: {windows:?}"
+    );
+    let stats = stats_where(
+        &mut mqtt,
+        |v| v["recording"]["state"] == "suspended",
+        Duration::from_secs(5),
+    )
+    .expect("stats never showed the recording suspended");
+    assert_eq!(stats["state"], "streaming");
+}

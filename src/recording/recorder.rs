@@ -66,6 +66,8 @@ pub struct Recorder {
     /// Bytes of the last finished segment: what the next one will probably need.
     last_segment_bytes: u64,
     housekeeping_at: Instant,
+    /// Capture time of the newest frame seen.
+    last_capture_us: u64,
 }
 
 impl Recorder {
@@ -103,6 +105,7 @@ impl Recorder {
             dropped_segments: 0,
             last_segment_bytes: 0,
             housekeeping_at: Instant::now(),
+            last_capture_us: 0,
         };
         let link = RecorderLink {
             frames: frames_tx,
@@ -159,10 +162,34 @@ impl Recorder {
         }
         if !live {
             self.writer_in_outage = self.writer.is_some();
+            self.pre_roll_from_disk();
+        }
+    }
+
+    /// In mode `always` the seconds before an outage are in the last finished segment
+    /// (the pre-roll of mode `outage` is in memory): it is backfilled with the outage.
+    fn pre_roll_from_disk(&mut self) {
+        if self.config.mode != RecordMode::Always || !self.config.backfill {
+            return;
+        }
+        let since = self
+            .last_capture_us
+            .saturating_sub(u64::from(self.config.preroll_s) * 1_000_000);
+        let recent = self
+            .store
+            .segments()
+            .into_iter()
+            .rev()
+            .find(|s| s.end_us >= since);
+        if let Some(s) = recent.filter(|s| !s.pending)
+            && let Err(e) = self.store.mark_pending(&s)
+        {
+            warn!(stream = %self.id, error = %e, "cannot mark the pre-roll segment for backfill");
         }
     }
 
     fn on_frame(&mut self, frame: Frame) {
+        self.last_capture_us = frame.capture_us;
         if !self.wants_recording() {
             self.preroll.push(frame);
             return;
@@ -181,8 +208,7 @@ impl Recorder {
                     .map(|(r, _)| (r, Instant::now() + RETRY));
                 return;
             }
-            info!(stream = %self.id, "recording resumes: space is back");
-            self.suspended = None;
+            // Tried again below; the suspension ends once a segment opens.
         }
         // Frames of a new format start a new segment.
         if self.writer.is_some() && frame.caps.is_some() && frame.caps != self.writer_caps {
@@ -236,8 +262,18 @@ impl Recorder {
             return false;
         }
         let path = self.store.dir().join(part_name(first.capture_us));
-        match SegmentWriter::create(&path, &caps, first.capture_us) {
+        let created = self
+            .store
+            .create()
+            .map_err(
+                |crate::recording::StoreError::Io { path, source }| WriteError::Io { path, source },
+            )
+            .and_then(|()| SegmentWriter::create(&path, &caps, first.capture_us));
+        match created {
             Ok(w) => {
+                if let Some((why, _)) = self.suspended.take() {
+                    info!(stream = %self.id, after = %why, "recording resumes");
+                }
                 self.writer = Some(w);
                 self.writer_caps = Some(caps);
                 self.writer_in_outage = !self.live;
@@ -300,10 +336,16 @@ impl Recorder {
         self.suspend(reason);
     }
 
+    /// Stops recording for `reason` until a retry succeeds; reported once, when it
+    /// begins (also when nothing was being recorded: the recording is unavailable).
     fn suspend(&mut self, reason: StopReason) {
         if self.suspended.is_none() {
-            self.set_recording(false, reason.clone());
-            self.recording = false;
+            if self.recording {
+                self.set_recording(false, reason.clone());
+            } else {
+                warn!(stream = %self.id, reason = %reason, "recording unavailable");
+                let _ = self.events.send(RecorderEvent::Stopped(reason.clone()));
+            }
         }
         self.suspended = Some((reason, Instant::now() + RETRY));
         self.preroll.clear();

@@ -127,13 +127,22 @@ impl Store {
 
     /// Marks a backfilled segment as kept (no longer pending).
     pub fn mark_sent(&self, segment: &Segment) -> Result<Segment, StoreError> {
-        let name = Segment::file_name(segment.start_us, segment.end_us, segment.frames, false);
+        self.mark(segment, false)
+    }
+
+    /// Marks a kept segment as waiting for backfill.
+    pub fn mark_pending(&self, segment: &Segment) -> Result<Segment, StoreError> {
+        self.mark(segment, true)
+    }
+
+    fn mark(&self, segment: &Segment, pending: bool) -> Result<Segment, StoreError> {
+        let name = Segment::file_name(segment.start_us, segment.end_us, segment.frames, pending);
         let path = self.dir.join(name);
         fs::rename(&segment.path, &path).map_err(|e| StoreError::at(&segment.path, e))?;
         self.sync_dir();
         self.write_index();
         Ok(Segment {
-            pending: false,
+            pending,
             path,
             ..segment.clone()
         })

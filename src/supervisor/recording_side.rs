@@ -281,19 +281,25 @@ impl RecordingSide {
                 self.policy.backfill_ended(now, true);
                 self.sent += 1;
                 info!(stream = %self.id, start_us = segment.start_us, frames = segment.frames, "segment backfilled");
-                if segment.pending {
-                    let (store, outage) =
-                        (self.store.clone(), self.config().mode == RecordMode::Outage);
-                    let _ = tokio::task::spawn_blocking(move || {
-                        if outage {
-                            store.delete(&segment.path).map(|_| ())
+                let (store, outage) =
+                    (self.store.clone(), self.config().mode == RecordMode::Outage);
+                let pending_left = tokio::task::spawn_blocking(move || {
+                    if segment.pending {
+                        let done = if outage {
+                            store.delete(&segment.path)
                         } else {
                             store.mark_sent(&segment).map(|_| ())
+                        };
+                        if let Err(e) = done {
+                            warn!(error = %e, "cannot retire a backfilled segment");
                         }
-                    })
-                    .await;
-                }
-                let more = !self.requested.is_empty() || self.snapshot_after_send() > 0;
+                    }
+                    store.segments().iter().filter(|s| s.pending).count()
+                })
+                .await
+                .unwrap_or(0);
+                let more =
+                    !self.requested.is_empty() || (self.config().backfill && pending_left > 0);
                 if !more {
                     self.finish_run();
                 }
@@ -317,13 +323,6 @@ impl RecordingSide {
                 self.in_run = false;
             }
         }
-    }
-
-    fn snapshot_after_send(&self) -> u64 {
-        if !self.config().backfill {
-            return 0;
-        }
-        self.store.segments().iter().filter(|s| s.pending).count() as u64
     }
 
     fn finish_run(&mut self) {
@@ -392,7 +391,7 @@ impl RecordingSide {
     }
 
     pub fn stats(&self) -> Option<RecordingStats> {
-        if self.config().mode == RecordMode::Off && self.store.segments().is_empty() {
+        if self.config().mode == RecordMode::Off {
             return None;
         }
         let progress = self.running.as_ref().map(|r| {
