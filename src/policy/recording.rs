@@ -129,7 +129,14 @@ impl RecordingPolicy {
         }
     }
 
-    /// A backfill was cancelled from outside (shutdown, on-demand change).
+    /// There was nothing to send after all (the figures that said so were stale): look
+    /// again in a second.
+    pub fn backfill_skipped(&mut self, now: Instant) {
+        self.backfilling = false;
+        self.retry_at = Some(now + Duration::from_secs(1));
+    }
+
+    /// A backfill was cancelled: live went down, or the stream stops.
     pub fn backfill_cancelled(&mut self) {
         self.backfilling = false;
     }

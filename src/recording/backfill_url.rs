@@ -14,7 +14,7 @@ pub fn backfill_url(live: &str, suffix: &str) -> Option<String> {
             .map(|p| match p.strip_prefix("streamid=") {
                 Some(id) => {
                     found = true;
-                    format!("streamid={id}{suffix}")
+                    format!("streamid={}", stream_id_with(id, suffix))
                 }
                 None => p.to_owned(),
             })
@@ -27,6 +27,28 @@ pub fn backfill_url(live: &str, suffix: &str) -> Option<String> {
     let path = format!("{}{suffix}", url.path().trim_end_matches('/'));
     url.set_path(&path);
     Some(url.to_string())
+}
+
+/// An SRT stream id naming the backfill path: the suffix goes after the path, not after
+/// credentials, in MediaMTX's `publish:<path>[:<user>:<pass>]` and in the SRT access
+/// control form `#!::r=<path>,...`; any other id gets it at the end.
+fn stream_id_with(id: &str, suffix: &str) -> String {
+    if let Some(fields) = id.strip_prefix("#!::") {
+        let fields: Vec<String> = fields
+            .split(',')
+            .map(|f| match f.strip_prefix("r=") {
+                Some(path) => format!("r={path}{suffix}"),
+                None => f.to_owned(),
+            })
+            .collect();
+        return format!("#!::{}", fields.join(","));
+    }
+    let mut parts: Vec<String> = id.split(':').map(str::to_owned).collect();
+    if parts.len() >= 2 && matches!(parts[0].as_str(), "publish" | "read") {
+        parts[1].push_str(suffix);
+        return parts.join(":");
+    }
+    format!("{id}{suffix}")
 }
 
 #[cfg(test)]
@@ -48,6 +70,18 @@ mod tests {
             "srt://h:8890?streamid=publish:cam/backfill&latency=200"
         );
         assert_eq!(b("srt://h:8890"), "srt://h:8890?streamid=backfill");
+        assert_eq!(
+            b("srt://h:8890?streamid=publish:cam:user:secret"),
+            "srt://h:8890?streamid=publish:cam/backfill:user:secret"
+        );
+        assert_eq!(
+            b("srt://h:8890?streamid=#!::r=live/cam,m=publish"),
+            "srt://h:8890?streamid=#!::r=live/cam/backfill,m=publish"
+        );
+        assert_eq!(
+            b("srt://h:8890?streamid=cam0"),
+            "srt://h:8890?streamid=cam0/backfill"
+        );
         assert_eq!(backfill_url("not a url", "/b"), None);
     }
 }

@@ -148,14 +148,7 @@ async fn deliver(
             return Err(BackfillError::Cancelled);
         }
     }
-    let confirmed = tokio::select! {
-        c = drained(output) => c,
-        ev = events.next() => return Err(ev.and_then(session_error).unwrap_or(BackfillError::Cancelled)),
-        _ = cancel.cancelled() => return Err(BackfillError::Cancelled),
-    };
-    if !confirmed {
-        return Err(BackfillError::Unconfirmed);
-    }
+    // EOS makes the muxers (SRT, RTMP) flush what they hold into the transport.
     output.send_eos();
     let eos = tokio::time::timeout(EOS_WAIT, async {
         while let Some(ev) = events.next().await {
@@ -167,9 +160,30 @@ async fn deliver(
         }
         Err(BackfillError::Session("bus closed".into()))
     })
-    .await
-    .map_err(|_| BackfillError::Unclosed)?;
-    eos?;
+    .await;
+    match eos {
+        Ok(result) => result?,
+        // rtspclientsink (1.22) does not always post EOS; its TEARDOWN answer decides.
+        Err(_) if output.protocol() == Protocol::Rtsp => {}
+        Err(_) => return Err(BackfillError::Unclosed),
+    }
+    let failed = async {
+        loop {
+            match events.next().await {
+                Some(BusEvent::Error { message, .. }) => return BackfillError::Session(message),
+                Some(_) => {}
+                None => return BackfillError::Session("bus closed".into()),
+            }
+        }
+    };
+    let confirmed = tokio::select! {
+        c = drained(output) => c,
+        e = failed => return Err(e),
+        _ = cancel.cancelled() => return Err(BackfillError::Cancelled),
+    };
+    if !confirmed {
+        return Err(BackfillError::Unconfirmed);
+    }
     if output.protocol() != Protocol::Rtsp {
         return Ok(());
     }

@@ -24,7 +24,7 @@ use crate::recording::{Recorder, RecorderEvent, RecorderLink, Segment, Snapshot,
 
 /// A finished backfill of one segment.
 pub(super) struct BackfillDone {
-    segment: Option<Segment>,
+    segment: Segment,
     on_demand: bool,
     result: Result<(), BackfillError>,
 }
@@ -174,7 +174,7 @@ impl RecordingSide {
                         let _ = link.control.send(crate::recording::Control::Live(live));
                     }
                 }
-                RecordingAction::StartBackfill => self.start_backfill(upstream),
+                RecordingAction::StartBackfill => self.start_backfill(now, upstream),
                 RecordingAction::CancelBackfill => {
                     if let Some(r) = &self.running {
                         r.cancel.cancel();
@@ -184,13 +184,24 @@ impl RecordingSide {
         }
     }
 
-    fn start_backfill(&mut self, upstream: &str) {
+    fn start_backfill(&mut self, now: Instant, upstream: &str) {
         let Some(url) = backfill_url(upstream, &self.config().backfill_path) else {
-            self.policy.backfill_cancelled();
+            self.policy.backfill_ended(now, false);
             return;
         };
+        // The next segment: asked for on demand, else the oldest pending one (a short
+        // directory listing; the recorder's figures may be a second old).
         let on_demand = self.requested.pop_front();
-        let store = self.store.clone();
+        let is_on_demand = on_demand.is_some();
+        let Some(segment) = on_demand.or_else(|| {
+            self.store
+                .segments()
+                .into_iter()
+                .find(|s| s.pending && self.config().backfill)
+        }) else {
+            self.policy.backfill_skipped(now);
+            return;
+        };
         let cancel = CancellationToken::new();
         let progress = Arc::new(Progress::default());
         let (tx, done) = mpsc::channel(1);
@@ -202,55 +213,40 @@ impl RecordingSide {
         let (task_cancel, task_progress) = (cancel.clone(), progress.clone());
         if !self.in_run {
             self.in_run = true;
-            let pending = self.snapshot().pending_segments;
+            let queued = self.snapshot().pending_segments.max(1) + self.requested.len() as u64;
             self.events.raise(
                 Level::Info,
                 Kind::BackfillStarted,
                 Some(&self.id),
                 format!(
-                    "publishing {} recorded segment(s) to {}",
-                    pending.max(u64::from(on_demand.is_some())),
+                    "publishing {queued} recorded segment(s) to {}",
                     crate::redact::redact(&url)
                 ),
             );
         }
         self.tracker.spawn(async move {
-            let is_on_demand = on_demand.is_some();
-            let segment = match on_demand {
-                Some(s) => Some(s),
-                None => tokio::task::spawn_blocking(move || {
-                    store.segments().into_iter().find(|s| s.pending)
+            let seg = segment.clone();
+            let params = tokio::task::spawn_blocking(move || {
+                let passphrase = if url.starts_with("srt://") {
+                    crate::config::srt_passphrase(passphrase_file.as_deref())
+                        .map_err(BackfillError::Start)?
+                } else {
+                    None
+                };
+                Ok(BackfillParams {
+                    peers: super::output_side::peers(&url),
+                    url,
+                    transport,
+                    srt_passphrase: passphrase,
+                    kbps,
                 })
-                .await
-                .ok()
-                .flatten(),
-            };
-            let result = match &segment {
-                None => Ok(()),
-                Some(seg) => {
-                    let params = tokio::task::spawn_blocking(move || {
-                        let passphrase = if url.starts_with("srt://") {
-                            crate::config::srt_passphrase(passphrase_file.as_deref())
-                                .map_err(BackfillError::Start)?
-                        } else {
-                            None
-                        };
-                        Ok(BackfillParams {
-                            peers: super::output_side::peers(&url),
-                            url,
-                            transport,
-                            srt_passphrase: passphrase,
-                            kbps,
-                        })
-                    })
-                    .await
-                    .map_err(|e| BackfillError::Start(e.to_string()))
-                    .and_then(|r| r);
-                    match params {
-                        Ok(p) => backfill::send(seg.clone(), p, task_progress, task_cancel).await,
-                        Err(e) => Err(e),
-                    }
-                }
+            })
+            .await
+            .map_err(|e| BackfillError::Start(e.to_string()))
+            .and_then(|r| r);
+            let result = match params {
+                Ok(p) => backfill::send(seg, p, task_progress, task_cancel).await,
+                Err(e) => Err(e),
             };
             let _ = tx
                 .send(BackfillDone {
@@ -271,11 +267,7 @@ impl RecordingSide {
     /// sent, or stays pending after a failure.
     pub async fn on_backfilled(&mut self, now: Instant, done: BackfillDone) {
         self.running = None;
-        let Some(segment) = done.segment else {
-            self.policy.backfill_ended(now, true);
-            self.finish_run();
-            return;
-        };
+        let segment = done.segment;
         match done.result {
             Ok(()) => {
                 self.policy.backfill_ended(now, true);
@@ -304,25 +296,55 @@ impl RecordingSide {
                     self.finish_run();
                 }
             }
-            Err(e) => {
-                self.policy.backfill_ended(now, false);
-                self.failed += 1;
+            Err(BackfillError::Cancelled) => {
+                // Live went down (or the stream stops): the segment is sent again later.
+                self.policy.backfill_cancelled();
                 if done.on_demand {
-                    self.requested.push_front(segment.clone());
+                    self.requested.push_front(segment);
                 }
-                warn!(stream = %self.id, error = %e, start_us = segment.start_us, "backfill failed; will retry");
-                self.events.raise(
-                    Level::Warning,
-                    Kind::BackfillFailed,
-                    Some(&self.id),
-                    format!(
-                        "segment from {} not delivered: {e}; it will be sent again",
-                        crate::recording::format_time(segment.start_us)
-                    ),
-                );
-                self.in_run = false;
+                info!(stream = %self.id, "backfill interrupted; it resumes with the same segment");
             }
+            Err(e) => self.on_failed(now, segment, done.on_demand, e).await,
         }
+    }
+
+    /// A segment was not delivered: sent again after a backoff, unless it is gone or
+    /// cannot be read (then it is left out, kept on disk, and said so).
+    async fn on_failed(
+        &mut self,
+        now: Instant,
+        segment: Segment,
+        on_demand: bool,
+        e: BackfillError,
+    ) {
+        self.policy.backfill_ended(now, false);
+        self.failed += 1;
+        self.in_run = false;
+        let unreadable = matches!(e, BackfillError::Read(_) | BackfillError::Empty);
+        let gone = !segment.path.exists();
+        let when = crate::recording::format_time(segment.start_us);
+        let message = if gone {
+            format!("segment from {when} was deleted before it was sent")
+        } else if unreadable {
+            if segment.pending {
+                let store = self.store.clone();
+                let seg = segment.clone();
+                let _ = tokio::task::spawn_blocking(move || store.mark_sent(&seg)).await;
+            }
+            format!("segment from {when} cannot be read ({e}); kept on disk, not sent again")
+        } else {
+            if on_demand {
+                self.requested.push_front(segment.clone());
+            }
+            format!("segment from {when} not delivered: {e}; it will be sent again")
+        };
+        warn!(stream = %self.id, start_us = segment.start_us, "backfill failed: {message}");
+        self.events.raise(
+            Level::Warning,
+            Kind::BackfillFailed,
+            Some(&self.id),
+            message,
+        );
     }
 
     fn finish_run(&mut self) {
