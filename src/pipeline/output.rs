@@ -261,11 +261,18 @@ fn rtsp_sink(
     sink.set_property("latency", 0u32);
     // Fail a connection attempt fast; the supervisor decides when to retry.
     sink.set_property("tcp-timeout", 3_000_000u64);
+    let capture_time_sync = params.rate_control;
     sink.connect("new-manager", false, move |args| {
-        if let Some(manager) = args.get(1).and_then(|v| v.get::<gst::Element>().ok())
-            && let Ok(mut slot) = rtpbin.lock()
-        {
-            *slot = Some(manager);
+        if let Some(manager) = args.get(1).and_then(|v| v.get::<gst::Element>().ok()) {
+            // Sender reports relate RTP time to the wall-clock (NTP) time of the frames'
+            // timestamps, which a live session keeps at their capture spacing from the
+            // first frame's hand-over, rather than to the time of sending.
+            if capture_time_sync && manager.find_property("rtcp-sync-send-time").is_some() {
+                manager.set_property("rtcp-sync-send-time", false);
+            }
+            if let Ok(mut slot) = rtpbin.lock() {
+                *slot = Some(manager);
+            }
         }
         None
     });
