@@ -31,6 +31,9 @@ const EOS_WAIT: Duration = Duration::from_millis(300);
 const TEARDOWN_WAIT: Duration = Duration::from_millis(500);
 /// Bound on closing a session that is replaced (failback).
 const SWITCH_CLOSE: Duration = Duration::from_millis(1400);
+/// How often the session's transport and queue are read. The latency bound and the
+/// delivery figures work from these readings; the supervisor's tick is as frequent.
+const SAMPLE_EVERY: Duration = Duration::from_millis(200);
 
 /// A started output not yet taken by the side: shut down if it is dropped unclaimed (a
 /// start abandoned at shutdown), since a pipeline disposed while playing is torn down
@@ -74,6 +77,8 @@ pub(super) struct OutputSide {
     /// Reading the transport's report and the output's queue (GStreamer calls: off the
     /// runtime).
     sampling: Option<BoxFuture<'static, Option<Sample>>>,
+    /// When the last reading was asked for.
+    sampled_at: Option<Instant>,
     tracker: TaskTracker,
 }
 
@@ -109,6 +114,7 @@ impl OutputSide {
             starting: None,
             probe: None,
             sampling: None,
+            sampled_at: None,
             tracker,
         }
     }
@@ -136,12 +142,19 @@ impl OutputSide {
         }
     }
 
-    /// Asks the session's transport for its report, unless a request is under way.
-    pub fn sample(&mut self) {
-        if self.sampling.is_some() {
+    /// Asks the session's transport for its report every [`SAMPLE_EVERY`] (give or take
+    /// the tick's jitter), unless a request is under way. (The supervisor steps on every wake, a finished reading
+    /// included: asking on each step would read the transport back to back.)
+    pub fn sample(&mut self, now: Instant) {
+        if self.sampling.is_some()
+            || self
+                .sampled_at
+                .is_some_and(|at| now.duration_since(at) < SAMPLE_EVERY * 9 / 10)
+        {
             return;
         }
         let Some(s) = &self.session else { return };
+        self.sampled_at = Some(now);
         let output = s.output.clone();
         self.sampling = Some(
             async move {

@@ -421,7 +421,7 @@ impl StreamSupervisor {
     fn step(&mut self, s: &mut Sides) -> Option<BitrateChange> {
         let now = Instant::now();
         let frames = s.capture.frames();
-        s.output.sample();
+        s.output.sample(now);
         let mut bitrate = None;
         if now.duration_since(self.last_rate) >= Duration::from_secs(1) {
             self.last_rate = now;
