@@ -31,8 +31,9 @@ test: deps
 unit:
 	$(CARGO) test --locked --lib
 
-# CPU and peak RSS of edgecam vs gst-launch-1.0 on the same pipeline, and resume times
-# over BENCH_RESTARTS (20) upstream restarts next to a gst-launch-1.0 restart loop.
+# CPU and peak RSS of edgecam vs gst-launch-1.0 on the same pipeline, resume times
+# over BENCH_RESTARTS (20) upstream restarts next to a gst-launch-1.0 restart loop, and
+# edgecam's CPU and peak RSS recording locally (mode always) against not recording.
 bench: build
 	python3 scripts/bench.py
 

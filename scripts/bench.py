@@ -2,7 +2,8 @@
 """edgecam benchmark: CPU seconds and peak RSS of `edgecam run` against `gst-launch-1.0`
 running the same 720p30 x264 -> RTSP pipeline for the same time, and how fast a stream
 resumes after the upstream restarts, for edgecam and for a shell loop that restarts
-gst-launch-1.0 whenever it exits. Prints figures and ratios; asserts nothing.
+gst-launch-1.0 whenever it exits, and what local recording in `always` mode costs edgecam
+against no recording on the same stream. Prints figures and ratios; asserts nothing.
 
 Everything runs on 127.0.0.1: a local edgecam-upstream receiver gets every stream."""
 
@@ -21,6 +22,30 @@ from procs import BIN, Receiver, free_port  # noqa: E402
 DURATION = float(os.environ.get("BENCH_SECONDS", "30"))
 RESTARTS = int(os.environ.get("BENCH_RESTARTS", "20"))
 WIDTH, HEIGHT, FPS, KBPS, GOP = 1280, 720, 30, 2000, 30
+# The recording of the recording-cost runs; keep_free_mb = 0 so that a near-full /tmp
+# does not stop it.
+RECORD = """[stream.record]
+mode = "always"
+segment_s = 10
+max_disk_mb = 1024
+keep_free_mb = 0
+"""
+
+
+def stream_toml(url):
+    """The [[stream]] table every edgecam CPU/RSS run uses, publishing to `url`."""
+    return f"""[[stream]]
+id = "cam0"
+source = "test"
+width = {WIDTH}
+height = {HEIGHT}
+framerate = {FPS}
+encoder = "x264"
+bitrate_kbps = {KBPS}
+keyframe_interval = {GOP}
+upstream = ["{url}"]
+transport = "tcp"
+"""
 
 
 def measure(cmd, stop_signal):
@@ -68,19 +93,8 @@ def main():
     with tempfile.TemporaryDirectory() as d:
         cfg = os.path.join(d, "edgecam.toml")
         with open(cfg, "w") as f:
-            f.write(f"""device_id = "bench"
-[[stream]]
-id = "cam0"
-source = "test"
-width = {WIDTH}
-height = {HEIGHT}
-framerate = {FPS}
-encoder = "x264"
-bitrate_kbps = {KBPS}
-keyframe_interval = {GOP}
-upstream = ["rtsp://127.0.0.1:{port}/bench/edgecam"]
-transport = "tcp"
-""")
+            f.write('device_id = "bench"\n'
+                    + stream_toml(f"rtsp://127.0.0.1:{port}/bench/edgecam"))
         env = dict(os.environ, RUST_LOG="warn")
         os.environ.update(env)
         ec_cpu, ec_rss = measure([os.path.join(BIN, "edgecam"), "run", "--config", cfg],
@@ -121,6 +135,68 @@ upstream = ["rtsp://127.0.0.1:{port2}/bench/resume"]
             print(f"{name:22}{pct(times, 50):8.0f}{pct(times, 95):8.0f}{max(times) * 1000:8.0f}")
         print(f"edgecam p95 / gst-launch loop p95: {pct(ec_times, 95) / pct(gst_times, 95):.2f}"
               "   (target: edgecam p95 <= 200 ms)")
+
+    recording_cost()
+
+
+def recording_cost():
+    """edgecam on the stream of the CPU/RSS run, once without recording and once recording
+    in `always` mode, each for DURATION seconds with a fresh state directory; prints CPU
+    seconds, peak RSS and their ratios, and what the recording left in its directory."""
+    port = free_port()
+    rx = Receiver(port)
+    runs = {}
+    for name, record in (("none", ""), ("always", RECORD)):
+        with tempfile.TemporaryDirectory(prefix="edgecam-bench-") as d:
+            state = os.path.join(d, "state")
+            cfg = os.path.join(d, "edgecam.toml")
+            path = f"/bench/record-{name}"
+            with open(cfg, "w") as f:
+                f.write(f'device_id = "bench"\nstate_dir = "{state}"\n'
+                        + stream_toml(f"rtsp://127.0.0.1:{port}{path}") + record)
+            cpu, rss = measure([os.path.join(BIN, "edgecam"), "run", "--config", cfg],
+                               signal.SIGTERM)
+            runs[name] = (cpu, rss, received_frames(rx, path),
+                          recorded(os.path.join(state, "recordings", "cam0")))
+    rx.stop()
+
+    (n_cpu, n_rss, n_frames, _), (a_cpu, a_rss, a_frames, rec) = runs["none"], runs["always"]
+    print()
+    print(f"local recording (mode always, segment_s 10), edgecam, {DURATION:.0f} s each")
+    print(f"{'':22}{'none':>16}{'always':>12}{'ratio':>9}")
+    print(f"{'CPU seconds':22}{n_cpu:16.2f}{a_cpu:12.2f}{a_cpu / n_cpu:9.3f}")
+    print(f"{'peak RSS (MiB)':22}{n_rss / 1024:16.1f}{a_rss / 1024:12.1f}{a_rss / n_rss:9.3f}")
+    print(f"{'frames received':22}{n_frames:16d}{a_frames:12d}")
+    print(f"recorded: {rec['bytes'] / 2**20:.1f} MiB ({rec['bytes']} bytes) in "
+          f"{rec['segments']} segments ({rec['pending']} pending), {rec['seconds']:.1f} s, "
+          f"{rec['frames']} frames; {rec['parts']} unfinished (.ts.part, "
+          f"{rec['part_bytes']} bytes)")
+
+
+def recorded(directory):
+    """What a stream's recording directory holds: finished segments
+    (`<start_us>-<end_us>-<frames>[.pending].ts`: count, bytes, seconds first to last frame,
+    frames, how many pending) and unfinished ones (`<start_us>.ts.part`)."""
+    rec = dict(segments=0, pending=0, bytes=0, seconds=0.0, frames=0, parts=0, part_bytes=0)
+    names = os.listdir(directory) if os.path.isdir(directory) else []
+    for name in names:
+        size = os.path.getsize(os.path.join(directory, name))
+        if name.endswith(".ts.part"):
+            rec["parts"] += 1
+            rec["part_bytes"] += size
+            continue
+        pending = name.endswith(".pending.ts")
+        stem = name[:-len(".pending.ts")] if pending else name[:-len(".ts")]
+        fields = stem.split("-")
+        if not name.endswith(".ts") or len(fields) != 3 or not all(x.isdigit() for x in fields):
+            continue  # index.json and the like
+        start_us, end_us, frames = map(int, fields)
+        rec["segments"] += 1
+        rec["pending"] += pending
+        rec["bytes"] += size
+        rec["seconds"] += (end_us - start_us) / 1e6
+        rec["frames"] += frames
+    return rec
 
 
 def pct(times, q):
