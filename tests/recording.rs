@@ -196,6 +196,17 @@ fn an_outage_is_recorded_and_backfilled_after_live_resumes() {
         last <= t1 + 1_000_000,
         "last backfilled frame at {last}, back at {t1}"
     );
+    eprintln!(
+        "outage {:.1} s: live back in {resumed_s:.2} s; {got} frames of the outage backfilled \
+         ({:.1} %), {} in all from {:.1} s before the loss, in {} sessions over {:.1} s; \
+         live frames/s meanwhile {during:?}",
+        (t1 - t0) as f64 / 1e6,
+        share * 100.0,
+        times.len(),
+        (t0 - first) as f64 / 1e6,
+        ends.len(),
+        last_end - first_start
+    );
 }
 
 #[test]
@@ -251,6 +262,13 @@ fn a_recording_left_by_a_killed_daemon_is_backfilled_after_restart() {
         share >= 0.95,
         "{got} frames of the finished segments backfilled ({:.1} %)",
         share * 100.0
+    );
+    eprintln!(
+        "killed with {} finished segments ({:.1} s): {got} of their frames backfilled after the restart ({:.1} %), {} in all",
+        left.len(),
+        (to - from) as f64 / 1e6,
+        share * 100.0,
+        times.len()
     );
 }
 
@@ -338,12 +356,21 @@ fn a_budget_smaller_than_the_outage_keeps_the_newest() {
         "{got} frames between the first and last kept ({:.1} %)",
         share * 100.0
     );
+    eprintln!(
+        "budget 1 MiB, outage {:.1} s: {} segments dropped; backfilled {:.1} s from {:.1} s after the loss to {:.2} s before the return ({:.1} % of its frames)",
+        (t1 - t0) as f64 / 1e6,
+        dropped["recording"]["dropped_segments"],
+        (last - first) as f64 / 1e6,
+        (first - t0) as f64 / 1e6,
+        t1.saturating_sub(last) as f64 / 1e6,
+        share * 100.0
+    );
 }
 
 #[test]
 fn a_full_filesystem_stops_recording_not_streaming() {
     let Some(fs) = SmallFs::mount(6) else {
-        eprintln!("skipped: mounting a tmpfs needs root");
+        eprintln!("skipped: cannot mount a tmpfs here (root and CAP_SYS_ADMIN needed)");
         return;
     };
     // 1.5 MiB free: the first 20 s segment (about 2.5 MB) runs out of space.
@@ -459,6 +486,15 @@ fn always_mode_covers_the_run_and_keeps_the_budget() {
             w[1].path
         );
     }
+    let max_gap = list
+        .windows(2)
+        .map(|w| w[1].start_us - w[0].end_us)
+        .max()
+        .unwrap_or(0);
+    eprintln!(
+        "always: {} segments kept, {total} bytes for a 1 MiB budget, largest boundary gap {max_gap} µs (frame interval {FRAME_US} µs)",
+        list.len()
+    );
     // Live was up throughout: nothing waits for backfill.
     assert!(list.iter().all(|s| !s.pending));
     let middle = &list[1];
