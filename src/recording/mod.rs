@@ -22,6 +22,13 @@ use crate::config::RecordMode;
 use crate::pipeline::TappedFrame;
 use crate::pipeline::h264::contains_idr;
 
+/// Whether an I/O error means the filesystem (or the quota) is full.
+fn is_disk_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || e.raw_os_error() == Some(nix::libc::ENOSPC)
+        || e.raw_os_error() == Some(nix::libc::EDQUOT)
+}
+
 /// A capture time (µs since the Unix epoch) as RFC 3339 UTC with milliseconds.
 pub fn format_time(unix_us: u64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(unix_us);

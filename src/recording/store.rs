@@ -26,14 +26,6 @@ impl StoreError {
             source,
         }
     }
-
-    /// Whether the filesystem is full.
-    pub fn is_disk_full(&self) -> bool {
-        let StoreError::Io { source, .. } = self;
-        source.kind() == std::io::ErrorKind::StorageFull
-            || source.raw_os_error() == Some(nix::libc::ENOSPC)
-            || source.raw_os_error() == Some(nix::libc::EDQUOT)
-    }
 }
 
 /// A stream's directory of segments (`<state_dir>/recordings/<stream>`).

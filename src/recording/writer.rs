@@ -35,11 +35,7 @@ pub enum WriteError {
 impl WriteError {
     pub fn is_disk_full(&self) -> bool {
         match self {
-            WriteError::Io { source, .. } => {
-                source.kind() == std::io::ErrorKind::StorageFull
-                    || source.raw_os_error() == Some(nix::libc::ENOSPC)
-                    || source.raw_os_error() == Some(nix::libc::EDQUOT)
-            }
+            WriteError::Io { source, .. } => super::is_disk_full(source),
             WriteError::Pipeline(_) => false,
         }
     }

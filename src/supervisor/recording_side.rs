@@ -53,6 +53,7 @@ pub struct RecordingStats {
 }
 
 struct Running {
+    started: Instant,
     cancel: CancellationToken,
     progress: Arc<Progress>,
     done: mpsc::Receiver<BackfillDone>,
@@ -257,6 +258,7 @@ impl RecordingSide {
                 .await;
         });
         self.running = Some(Running {
+            started: now,
             cancel,
             progress,
             done,
@@ -266,13 +268,16 @@ impl RecordingSide {
     /// Takes a finished backfill: the segment is deleted (mode `outage`) or kept as
     /// sent, or stays pending after a failure.
     pub async fn on_backfilled(&mut self, now: Instant, done: BackfillDone) {
-        self.running = None;
+        let took_ms = self
+            .running
+            .take()
+            .map_or(0, |r| now.duration_since(r.started).as_millis() as u64);
         let segment = done.segment;
         match done.result {
             Ok(()) => {
                 self.policy.backfill_ended(now, true);
                 self.sent += 1;
-                info!(stream = %self.id, start_us = segment.start_us, frames = segment.frames, "segment backfilled");
+                info!(stream = %self.id, start_us = segment.start_us, frames = segment.frames, took_ms, "segment backfilled");
                 let (store, outage) =
                     (self.store.clone(), self.config().mode == RecordMode::Outage);
                 let pending_left = tokio::task::spawn_blocking(move || {
