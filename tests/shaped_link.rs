@@ -134,7 +134,10 @@ fn a_2000_kbit_stream_over_a_1_mbit_link_stays_live_adapts_and_recovers() {
         "{stats:?}"
     );
 
-    // The link clears: back to the configured bitrate within 15 s (stats come every 1 s).
+    // The link clears: back to the configured bitrate within 20 s. The policy's slowest
+    // way back: a cut on the backlog the clearing queue still shows, a ceiling hold that
+    // has grown to 8 s, then steps of 10, 20, 35 and 50 % a second from about 0.6 of the
+    // configured rate (about 5 s), and stats every 1 s.
     lab.unshape();
     let lifted = Instant::now();
     let mark = rig.mqtt.mark();
@@ -147,13 +150,32 @@ fn a_2000_kbit_stream_over_a_1_mbit_link_stays_live_adapts_and_recovers() {
         Duration::from_secs(30),
     );
     let took = lifted.elapsed();
+    // The way back, for whoever reads a failure: target, delivered rate, backlog.
+    let trace: Vec<String> = rig
+        .mqtt
+        .messages()
+        .iter()
+        .skip(mark)
+        .filter(|m| m.topic == stats_topic)
+        .map(|m| {
+            let v = m.json();
+            format!(
+                "{}/{}/{}",
+                v["target_bitrate_kbps"], v["delivery"]["kbps"], v["delivery"]["backlog_ms"]
+            )
+        })
+        .collect();
+    eprintln!(
+        "after the shaping (target/delivered kbps/backlog ms): {}",
+        trace.join(" ")
+    );
     eprintln!(
         "configured bitrate again {:.1} s after the shaping was lifted",
         took.as_secs_f64()
     );
     assert!(restored.is_some(), "never back at {CONFIGURED_KBPS} kbit/s");
     assert!(
-        took <= Duration::from_secs(16),
+        took <= Duration::from_secs(20),
         "back at {CONFIGURED_KBPS} kbit/s only after {took:?}"
     );
     drop(rig);

@@ -5,12 +5,13 @@
 //! - Delivered bytes are the transport's acknowledged bytes where it reports them, else
 //!   the bytes handed to it minus those it has not sent yet.
 //! - The backlog is what sits between the encoder and the receiver: the output queue
-//!   (bytes and time), the transport's unsent bytes, which take `bytes / delivered rate`
-//!   to get out, and what its unacknowledged bytes take beyond the path's lowest RTT (a
+//!   (bytes and time), the transport's unsent bytes, which take `bytes / rate` to get
+//!   out, and what its unacknowledged bytes take beyond the path's lowest RTT (a
 //!   bottleneck's queue, a resend after a loss: they delay the picture as much as a full
-//!   socket). In a session's first second the transport's own estimate of the link's
-//!   rate stands in for a higher delivered rate. While nothing is delivered, the backlog
-//!   is at least as long as nothing has been.
+//!   socket). Where the transport estimates the link's rate higher than what was
+//!   delivered (a session's first second, a stream below the link), that rate is the
+//!   one waiting bytes drain at. While nothing is delivered, the backlog is at least as
+//!   long as nothing has been.
 //! - A backlog counts once two samples in a row show it (the lesser of the two): a
 //!   keyframe just handed to a fast link is in flight for a moment, not a backlog.
 
@@ -24,8 +25,6 @@ use super::TransportReport;
 
 /// Span of the delivered-rate window.
 const RATE_SPAN: Duration = Duration::from_secs(3);
-/// From this span on, the window's rate is the link's (when it is the limit).
-const RATE_SETTLED: Duration = Duration::from_secs(1);
 
 /// What waits in the output's own queue (before the transport).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -121,21 +120,18 @@ impl DeliveryMeter {
         {
             self.samples.pop_front();
         }
-        let (kbps, span) = match (self.samples.front(), self.samples.back()) {
+        let kbps = match (self.samples.front(), self.samples.back()) {
             (Some((t0, b0)), Some((t1, b1))) if t1 > t0 => {
-                let span = t1.duration_since(*t0);
-                ((b1 - b0) as f64 * 8.0 / 1000.0 / span.as_secs_f64(), span)
+                (b1 - b0) as f64 * 8.0 / 1000.0 / t1.duration_since(*t0).as_secs_f64()
             }
-            _ => (0.0, Duration::ZERO),
+            _ => 0.0,
         };
         let waiting = report.unsent_bytes + report.in_flight_bytes;
-        // Until the window spans a second, the rate says more about the session's start
-        // than about the link: take the transport's own estimate if it is higher.
-        let rate = if span >= RATE_SETTLED {
-            kbps
-        } else {
-            kbps.max(report.link_kbps.unwrap_or(0.0))
-        };
+        // What waits drains at the link's rate: the window's rate where the link is the
+        // limit, the transport's own estimate where it is higher (a session's first
+        // second; a stream below the link, whose frames leave at the link's rate while
+        // the window averages its pauses in).
+        let rate = kbps.max(report.link_kbps.unwrap_or(0.0));
         let unsent_ms = if waiting == 0 {
             0.0
         } else if rate > 1.0 {
