@@ -33,6 +33,8 @@ pub(super) struct BackfillDone {
 pub(super) enum RecordingEvent {
     Recorder(RecorderEvent),
     Backfilled(BackfillDone),
+    /// The backfill task ended without reporting.
+    BackfillLost,
 }
 
 /// Recording figures in `stats`.
@@ -145,7 +147,12 @@ impl RecordingSide {
         };
         tokio::select! {
             Some(ev) = self.recorder_events.recv() => RecordingEvent::Recorder(ev),
-            Some(done) = backfill => RecordingEvent::Backfilled(done),
+            done = backfill => match done {
+                Some(done) => RecordingEvent::Backfilled(done),
+                // The task ended without a word (it panicked): as a failure.
+                None => RecordingEvent::BackfillLost,
+            },
+            else => std::future::pending().await,
         }
     }
 
@@ -263,6 +270,15 @@ impl RecordingSide {
             progress,
             done,
         });
+    }
+
+    /// A backfill task that ended without reporting counts as a failed one.
+    pub fn on_backfill_lost(&mut self, now: Instant) {
+        self.running = None;
+        self.failed += 1;
+        self.in_run = false;
+        self.policy.backfill_ended(now, false);
+        warn!(stream = %self.id, "backfill task ended without a result; will retry");
     }
 
     /// Takes a finished backfill: the segment is deleted (mode `outage`) or kept as

@@ -305,6 +305,7 @@ impl StreamSupervisor {
                             RecordingEvent::Backfilled(done) => {
                                 s.recording.on_backfilled(now, done).await;
                             }
+                            RecordingEvent::BackfillLost => s.recording.on_backfill_lost(now),
                         }
                     }
                 }
