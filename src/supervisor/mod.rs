@@ -14,6 +14,7 @@ mod output_side;
 pub mod reachability;
 mod recording_commands;
 pub mod recording_side;
+mod sides;
 mod status;
 mod stream;
 

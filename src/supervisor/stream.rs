@@ -25,10 +25,9 @@ use super::recording_side::{RecordingEvent, RecordingSide};
 use crate::config::StreamConfig;
 use crate::encoder::{EncoderError, EncoderKind, EncoderParams, Rejection, Selection, Selector};
 use crate::events::{Events, Kind, Level};
-use crate::pipeline::{CaptureParams, Counters, FeedSlot, RateMeter};
+use crate::pipeline::{Counters, RateMeter};
 use crate::policy::{
-    BitrateChange, BitratePolicy, CaptureAction, CapturePolicy, CaptureTiming, Feed, OutputAction,
-    OutputPolicy, OutputTiming, Reason, State, Status,
+    BitrateChange, BitratePolicy, CaptureAction, Feed, OutputAction, Reason, State, Status,
 };
 
 const TICK: Duration = Duration::from_millis(200);
@@ -92,7 +91,7 @@ pub(super) struct Sides {
     /// Adaptive bitrate, once the encoder runs (none for passthrough or when off).
     pub bitrate: Option<BitratePolicy>,
     /// Choosing a replacement for an encoder that keeps failing.
-    reselecting: Option<BoxFuture<'static, Result<Selection, EncoderError>>>,
+    pub(super) reselecting: Option<BoxFuture<'static, Result<Selection, EncoderError>>>,
 }
 
 /// Why the main loop returned.
@@ -365,58 +364,6 @@ impl StreamSupervisor {
         }
     }
 
-    fn make_sides(&self, selection: &Selection) -> Sides {
-        let c = &self.config;
-        let now = Instant::now();
-        let slot = Arc::new(FeedSlot::default());
-        let capture_timing = CaptureTiming {
-            stall_timeout: Duration::from_secs(u64::from(c.stall_timeout_s)),
-            escalate_after: match self.tuning.escalate_after {
-                0 => CaptureTiming::default().escalate_after,
-                n => n,
-            },
-            ..CaptureTiming::default()
-        };
-        let output_timing = OutputTiming {
-            backoff_cap: Duration::from_secs(u64::from(c.reconnect_backoff_max_s)),
-            failback_after: (c.failback_after_s > 0)
-                .then(|| Duration::from_secs(u64::from(c.failback_after_s))),
-            ..OutputTiming::default()
-        };
-        let names = c
-            .upstream
-            .iter()
-            .map(|u| crate::redact::redact(u))
-            .collect();
-        Sides {
-            capture: CaptureSide::new(
-                c.id.clone(),
-                capture_params(c),
-                c.controls.clone(),
-                selection.kind.spec(&self.params()),
-                self.counters.clone(),
-                slot.clone(),
-                CapturePolicy::new(capture_timing, fastrand::Rng::new(), now),
-            ),
-            output: OutputSide::new(
-                c.clone(),
-                self.counters.clone(),
-                slot.clone(),
-                OutputPolicy::new(names, output_timing, fastrand::Rng::new(), now),
-                self.tracker.clone(),
-            ),
-            recording: RecordingSide::new(
-                c.clone(),
-                self.tuning.state_dir.clone(),
-                slot.clone(),
-                self.events.clone(),
-                self.tracker.clone(),
-            ),
-            reselecting: None,
-            bitrate: None,
-        }
-    }
-
     /// Runs the policies on the current counters and carries out what they decide;
     /// returns a bitrate change for the caller to apply.
     fn step(&mut self, s: &mut Sides) -> Option<BitrateChange> {
@@ -602,14 +549,4 @@ fn deadline(phase: &Phase) -> Option<Instant> {
     .into_iter()
     .flatten()
     .min()
-}
-
-fn capture_params(c: &StreamConfig) -> CaptureParams {
-    CaptureParams {
-        source: c.source.clone(),
-        width: c.width,
-        height: c.height,
-        framerate: c.framerate,
-        camera: None,
-    }
 }

@@ -1,0 +1,81 @@
+//! Building a stream's sides for one run: the capture side, the output side and the
+//! recording side around one `FeedSlot`, each with its policy's timing from the
+//! stream's configuration.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::capture_side::CaptureSide;
+use super::output_side::OutputSide;
+use super::recording_side::RecordingSide;
+use super::stream::{Sides, StreamSupervisor};
+use crate::config::StreamConfig;
+use crate::encoder::Selection;
+use crate::pipeline::{CaptureParams, FeedSlot};
+use crate::policy::{CapturePolicy, CaptureTiming, OutputPolicy, OutputTiming};
+
+impl StreamSupervisor {
+    pub(super) fn make_sides(&self, selection: &Selection) -> Sides {
+        let c = &self.config;
+        let now = Instant::now();
+        let slot = Arc::new(FeedSlot::default());
+        let capture_timing = CaptureTiming {
+            stall_timeout: Duration::from_secs(u64::from(c.stall_timeout_s)),
+            escalate_after: match self.tuning.escalate_after {
+                0 => CaptureTiming::default().escalate_after,
+                n => n,
+            },
+            ..CaptureTiming::default()
+        };
+        let output_timing = OutputTiming {
+            backoff_cap: Duration::from_secs(u64::from(c.reconnect_backoff_max_s)),
+            failback_after: (c.failback_after_s > 0)
+                .then(|| Duration::from_secs(u64::from(c.failback_after_s))),
+            ..OutputTiming::default()
+        };
+        let names = c
+            .upstream
+            .iter()
+            .map(|u| crate::redact::redact(u))
+            .collect();
+        Sides {
+            capture: CaptureSide::new(
+                c.id.clone(),
+                capture_params(c),
+                c.controls.clone(),
+                selection.kind.spec(&self.params()),
+                self.counters.clone(),
+                slot.clone(),
+                CapturePolicy::new(capture_timing, fastrand::Rng::new(), now),
+            ),
+            output: OutputSide::new(
+                c.clone(),
+                self.counters.clone(),
+                slot.clone(),
+                OutputPolicy::new(names, output_timing, fastrand::Rng::new(), now),
+                self.tracker.clone(),
+            ),
+            recording: RecordingSide::new(
+                c.clone(),
+                self.tuning.state_dir.clone(),
+                slot.clone(),
+                self.events.clone(),
+                self.tracker.clone(),
+            ),
+            reselecting: None,
+            bitrate: None,
+        }
+    }
+}
+
+fn capture_params(c: &StreamConfig) -> CaptureParams {
+    CaptureParams {
+        source: c.source.clone(),
+        width: c.width,
+        height: c.height,
+        framerate: c.framerate,
+        camera: None,
+    }
+}
