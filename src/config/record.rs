@@ -44,7 +44,8 @@ pub struct RecordConfig {
     /// Seconds before an outage kept in memory and recorded with it.
     pub preroll_s: u32,
     /// Appended to the live upstream's path (RTSP, RTMP) or stream id (SRT) for the
-    /// backfill session.
+    /// backfill session: `/backfill` makes a sub-path (MediaMTX); a suffix without `/`,
+    /// such as `_backfill`, names a sibling (nginx-rtmp, whose streams hold no `/`).
     pub backfill_path: String,
     /// The highest rate a backfill is sent at, kbit/s.
     pub backfill_kbps: u32,
@@ -84,21 +85,47 @@ impl RecordConfig {
         range("record.preroll_s", self.preroll_s, 0, 60)?;
         range("record.backfill_kbps", self.backfill_kbps, 64, 1_000_000)?;
         let path = &self.backfill_path;
-        let valid = path.len() <= 64
-            && path.starts_with('/')
-            && path.len() > 1
-            && path[1..]
+        let valid = (1..=64).contains(&path.len())
+            && path.trim_start_matches('/').len() > 0
+            && path
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'));
         if !valid {
             return Err(Invalid::new(
                 key("record.backfill_path"),
                 format!(
-                    "{} must start with '/' and hold up to 64 characters of A-Z a-z 0-9 - _ . /",
+                    "{} must be 1 to 64 characters of A-Z a-z 0-9 - _ . / (not only /)",
                     super::quote(path)
                 ),
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(change: impl FnOnce(&mut RecordConfig)) -> Result<(), Invalid> {
+        let mut c = RecordConfig::default();
+        change(&mut c);
+        c.validate(&|f| format!("stream[0].{f}"))
+    }
+
+    #[test]
+    fn keys_are_checked_by_name() {
+        assert_eq!(check(|_| {}), Ok(()));
+        for path in ["/backfill", "_backfill", "-bf", "/a/b.c"] {
+            assert_eq!(check(|c| c.backfill_path = path.into()), Ok(()), "{path}");
+        }
+        for path in ["", "/", "//", "/a b", "/ü", &"x".repeat(65)] {
+            let err = check(|c| c.backfill_path = path.into()).expect_err(path);
+            assert_eq!(err.key, "stream[0].record.backfill_path");
+        }
+        let err = check(|c| c.segment_s = 1).expect_err("segment_s 1");
+        assert_eq!(err.key, "stream[0].record.segment_s");
+        let err = check(|c| c.backfill_kbps = 10).expect_err("backfill_kbps 10");
+        assert_eq!(err.key, "stream[0].record.backfill_kbps");
     }
 }

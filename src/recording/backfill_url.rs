@@ -83,5 +83,11 @@ mod tests {
             "srt://h:8890?streamid=cam0/backfill"
         );
         assert_eq!(backfill_url("not a url", "/b"), None);
+        // A suffix without '/' names a sibling: nginx-rtmp takes the last path
+        // component as the stream name, the rest as its application.
+        assert_eq!(
+            backfill_url("rtmp://h/live/cam", "_backfill").expect("a URL"),
+            "rtmp://h/live/cam_backfill"
+        );
     }
 }
