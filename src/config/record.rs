@@ -86,7 +86,7 @@ impl RecordConfig {
         range("record.backfill_kbps", self.backfill_kbps, 64, 1_000_000)?;
         let path = &self.backfill_path;
         let valid = (1..=64).contains(&path.len())
-            && path.trim_start_matches('/').len() > 0
+            && !path.trim_start_matches('/').is_empty()
             && path
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'));
