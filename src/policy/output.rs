@@ -11,8 +11,9 @@
 //!   the next one is tried at once; after a whole round the primary becomes current and
 //!   the side backs off (`backoff_base` doubling to `backoff_cap`, 50–100 % jitter).
 //! - After `upstream_unreachable` or `upstream_lost` the wait is cut short by probing
-//!   every upstream in list order: every 25–50 ms for the first 10 s of the wait, then
-//!   every 1–2 s; the first that accepts is started at once. After `upstream_refused` or
+//!   every upstream in list order: every 25–50 ms for the first 30 s of the outage (from
+//!   the first failure since the stream last streamed, whatever the waits in between),
+//!   then every 1–2 s; the first that accepts is started at once. After `upstream_refused` or
 //!   `output_stalled` there is no probing: the retry waits for its delay.
 //! - A session that has not sent a frame within `connect_timeout`, or a streaming one
 //!   that took no frame for `send_stall` while the encoder produced frames, is abandoned
@@ -34,7 +35,7 @@ use crate::backoff::{Backoff, Jitter};
 
 /// Probing cadence while an unreachable upstream is waited for.
 const FAST_PROBE: Duration = Duration::from_millis(25);
-const FAST_PROBE_FOR: Duration = Duration::from_secs(10);
+const FAST_PROBE_FOR: Duration = Duration::from_secs(30);
 const SLOW_PROBE: Duration = Duration::from_secs(1);
 
 /// The output side's time limits.
@@ -155,6 +156,8 @@ pub struct OutputPolicy {
     failure: Option<Reason>,
     restarts: u64,
     next_probe_id: u64,
+    /// When the current outage began: the first failure since the stream last streamed.
+    outage_since: Option<Instant>,
 }
 
 impl OutputPolicy {
@@ -180,6 +183,7 @@ impl OutputPolicy {
             failure: None,
             restarts: 0,
             next_probe_id: 0,
+            outage_since: None,
         }
     }
 
@@ -425,6 +429,7 @@ impl OutputPolicy {
             }
             _ => None,
         };
+        self.outage_since = None;
         self.phase = Phase::Streaming {
             since: now,
             last_sent: frames_sent,
@@ -460,7 +465,7 @@ impl OutputPolicy {
         self.phase = Phase::Waiting {
             retry_at: now + delay,
             probing: probe.then_some(Probing {
-                since: now,
+                since: *self.outage_since.get_or_insert(now),
                 next_at: now,
                 in_flight: None,
             }),
