@@ -163,13 +163,22 @@ impl RecordingSide {
             .unwrap_or_else(|| Snapshot::new(self.config().mode))
     }
 
+    /// Segments waiting for backfill, as the recorder last counted them (read under its
+    /// lock, without copying the whole snapshot on every supervisor wake).
+    fn pending_segments(&self) -> u64 {
+        self.link
+            .as_ref()
+            .and_then(|l| l.snapshot.lock().ok().map(|s| s.pending_segments))
+            .unwrap_or(0)
+    }
+
     /// Runs the policy on what live looks like; `upstream` is the live upstream's URL.
     pub fn step(&mut self, now: Instant, up: bool, congested: bool, upstream: &str) {
         if let Some(r) = &self.running {
             r.progress.hold.store(congested || !up, Ordering::Relaxed);
         }
-        let work = (self.config().backfill && self.snapshot().pending_segments > 0)
-            || !self.requested.is_empty();
+        let work =
+            (self.config().backfill && self.pending_segments() > 0) || !self.requested.is_empty();
         let view = LiveView {
             up,
             congested,
@@ -221,7 +230,7 @@ impl RecordingSide {
         let (task_cancel, task_progress) = (cancel.clone(), progress.clone());
         if !self.in_run {
             self.in_run = true;
-            let queued = self.snapshot().pending_segments.max(1) + self.requested.len() as u64;
+            let queued = self.pending_segments().max(1) + self.requested.len() as u64;
             self.events.raise(
                 Level::Info,
                 Kind::BackfillStarted,
