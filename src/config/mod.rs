@@ -1,10 +1,12 @@
 //! The daemon's configuration: the TOML schema, every default, loading and validation.
 
 mod mqtt;
+mod output;
 pub mod patch;
 #[cfg(test)]
 mod proptests;
 mod record;
+mod server;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -13,7 +15,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use mqtt::{HomeAssistantConfig, MqttConfig};
+pub use output::{MAIN_OUTPUT, OutputConfig};
 pub use record::{RecordConfig, RecordMode};
+pub use server::{AuthMethods, ServerConfig, USERS_CREDENTIAL, User, parse_users};
 pub use validate::{is_valid_id, validate};
 
 /// The SRT passphrase: from `file`, else `$CREDENTIALS_DIRECTORY/srt-passphrase` if
@@ -63,6 +67,8 @@ pub struct Config {
     /// which the daemon stops answering systemd's watchdog so that it is restarted.
     pub watchdog_capture_failures: u32,
     pub homeassistant: HomeAssistantConfig,
+    /// The local RTSP server and the metrics endpoint.
+    pub server: ServerConfig,
     /// One entry per camera, as `[[stream]]` tables.
     #[serde(rename = "stream")]
     pub streams: Vec<StreamConfig>,
@@ -75,7 +81,9 @@ pub struct StreamConfig {
     pub id: String,
     /// `"test"` for a moving test pattern (`"test:<pattern>"` picks another
     /// videotestsrc pattern, e.g. `test:snow`), a V4L2 device path (`/dev/video0`,
-    /// `/dev/v4l/by-id/...`), or `"auto"` for the first capture device.
+    /// `/dev/v4l/by-id/...`), `"auto"` for the first capture device, or
+    /// `"stream:<id>"` for the picture of another stream, scaled and encoded again (a
+    /// sub-stream: one capture, two encodings).
     pub source: String,
     pub width: u32,
     pub height: u32,
@@ -88,6 +96,14 @@ pub struct StreamConfig {
     /// URLs; the first is the primary, the rest are failovers in order.
     pub upstream: Vec<String>,
     pub transport: Transport,
+    /// More destinations published at the same time, as `[[stream.output]]` tables.
+    #[serde(rename = "output", skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<OutputConfig>,
+    /// Served by the local RTSP server at `/<id>` (when `[server] rtsp_listen` is set).
+    pub serve: bool,
+    /// Draws the local time on the picture before it is encoded (GStreamer's
+    /// `clockoverlay`, when installed).
+    pub clock_overlay: bool,
     /// Seconds without an encoded frame before the capture side is restarted.
     pub stall_timeout_s: u32,
     /// Upper bound of the exponential backoff between output retries, seconds.
@@ -148,6 +164,9 @@ impl Default for StreamConfig {
             keyframe_interval: 30,
             upstream: Vec::new(),
             transport: Transport::Tcp,
+            outputs: Vec::new(),
+            serve: true,
+            clock_overlay: false,
             stall_timeout_s: 5,
             reconnect_backoff_max_s: 30,
             failback_after_s: 30,
@@ -169,6 +188,7 @@ impl Default for Config {
             mqtt: None,
             watchdog_capture_failures: 5,
             homeassistant: HomeAssistantConfig::default(),
+            server: ServerConfig::default(),
             streams: Vec::new(),
         }
     }
@@ -179,6 +199,16 @@ impl StreamConfig {
     pub fn test_pattern(&self) -> Option<&str> {
         test_pattern(&self.source)
     }
+}
+
+/// The stream whose picture a `"stream:<id>"` source takes.
+pub fn parent_stream(source: &str) -> Option<&str> {
+    source.strip_prefix("stream:")
+}
+
+/// Whether a source is a camera (a device path or `auto`), not a picture made here.
+pub fn is_camera(source: &str) -> bool {
+    test_pattern(source).is_none() && parent_stream(source).is_none()
 }
 
 /// `"test"` → `ball` (a moving ball), `"test:<pattern>"` → `<pattern>`, else `None`.

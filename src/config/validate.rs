@@ -26,6 +26,7 @@ pub fn validate(config: &Config) -> Result<(), Invalid> {
         mqtt.validate()?;
     }
     config.homeassistant.validate()?;
+    config.server.validate()?;
     range(
         "watchdog_capture_failures".into(),
         config.watchdog_capture_failures,
@@ -55,6 +56,35 @@ pub fn validate(config: &Config) -> Result<(), Invalid> {
             ));
         }
     }
+    for (i, stream) in config.streams.iter().enumerate() {
+        if let Some(parent) = super::parent_stream(&stream.source) {
+            check_parent(config, stream, parent)
+                .map_err(|why| Invalid::new(format!("stream[{i}].source"), why))?;
+        }
+    }
+    Ok(())
+}
+
+/// A sub-stream takes the raw picture of a stream of this file that encodes one.
+fn check_parent(config: &Config, stream: &StreamConfig, parent: &str) -> Result<(), String> {
+    let Some(p) = config.stream(parent) else {
+        return Err(format!("no stream {} to take the picture of", quote(parent)));
+    };
+    if p.id == stream.id {
+        return Err("a stream cannot take its own picture".into());
+    }
+    if super::parent_stream(&p.source).is_some() {
+        return Err(format!(
+            "stream {} is itself a sub-stream; name the stream it takes from",
+            quote(parent)
+        ));
+    }
+    if p.encoder == super::EncoderChoice::Passthrough {
+        return Err(format!(
+            "stream {} publishes the camera's H.264 as it comes (passthrough): it has no picture to scale",
+            quote(parent)
+        ));
+    }
     Ok(())
 }
 
@@ -79,11 +109,20 @@ fn validate_stream(s: &StreamConfig, key: &dyn Fn(&str) -> String) -> Result<(),
                 ),
             ));
         }
-        None if !s.source.starts_with('/') && s.source != "auto" => {
+        None if super::parent_stream(&s.source).is_some_and(|p| !is_valid_id(p, 32)) => {
+            return Err(Invalid::new(
+                key("source"),
+                format!("{} must name a stream id", quote(&s.source)),
+            ));
+        }
+        None if !s.source.starts_with('/')
+            && s.source != "auto"
+            && super::parent_stream(&s.source).is_none() =>
+        {
             return Err(Invalid::new(
                 key("source"),
                 format!(
-                    "{} must be \"test\", \"test:<pattern>\" or a device path such as /dev/video0",
+                    "{} must be \"test\", \"test:<pattern>\", \"stream:<id>\" or a device path such as /dev/video0",
                     quote(&s.source)
                 ),
             ));
@@ -101,10 +140,10 @@ fn validate_stream(s: &StreamConfig, key: &dyn Fn(&str) -> String) -> Result<(),
         return Err(Invalid::new(key(k), "must be even (4:2:0 chroma)"));
     }
     range(key("framerate"), s.framerate, 1, 240)?;
-    if s.encoder == super::EncoderChoice::Passthrough && super::test_pattern(&s.source).is_some() {
+    if s.encoder == super::EncoderChoice::Passthrough && !super::is_camera(&s.source) {
         return Err(Invalid::new(
             key("encoder"),
-            "passthrough needs a camera that delivers H.264; a test pattern has none",
+            "passthrough needs a camera that delivers H.264; a test pattern or a sub-stream has none",
         ));
     }
     for (name, value) in &s.controls {
@@ -141,6 +180,7 @@ fn validate_stream(s: &StreamConfig, key: &dyn Fn(&str) -> String) -> Result<(),
             return Err(Invalid::new(format!("{}[{j}]", key("upstream")), why));
         }
     }
+    validate_outputs(s, key)?;
     range(key("max_latency_ms"), s.max_latency_ms, 100, 60_000)?;
     range(
         key("min_bitrate_kbps"),
@@ -153,6 +193,38 @@ fn validate_stream(s: &StreamConfig, key: &dyn Fn(&str) -> String) -> Result<(),
             .map_err(|why| Invalid::new(key("srt_passphrase_file"), why))?;
     }
     s.record.validate(key)?;
+    Ok(())
+}
+
+fn validate_outputs(s: &StreamConfig, key: &dyn Fn(&str) -> String) -> Result<(), Invalid> {
+    let mut names = HashSet::from([super::MAIN_OUTPUT]);
+    for (j, o) in s.outputs.iter().enumerate() {
+        let k = |field: &str| key(&format!("output[{j}].{field}"));
+        if !is_valid_id(&o.name, 32) {
+            return Err(Invalid::new(
+                k("name"),
+                format!("{} must be 1-32 characters of A-Z a-z 0-9 _ -", quote(&o.name)),
+            ));
+        }
+        if !names.insert(o.name.as_str()) {
+            return Err(Invalid::new(
+                k("name"),
+                format!(
+                    "{} is taken (\"main\" is the stream's own upstream list)",
+                    quote(&o.name)
+                ),
+            ));
+        }
+        if o.upstream.is_empty() {
+            return Err(Invalid::new(
+                k("upstream"),
+                "at least one rtsp://, srt:// or rtmp:// URL is required",
+            ));
+        }
+        for (n, u) in o.upstream.iter().enumerate() {
+            check_upstream_url(u).map_err(|why| Invalid::new(format!("{}[{n}]", k("upstream")), why))?;
+        }
+    }
     Ok(())
 }
 
@@ -314,6 +386,43 @@ mod tests {
             mutate(&mut c.streams[0]);
             assert_eq!(key_of(&c), key);
         }
+    }
+
+    #[test]
+    fn sub_streams_and_outputs_are_checked() {
+        let mut c = good();
+        let mut sub = StreamConfig {
+            id: "cam0_sub".into(),
+            source: "stream:cam0".into(),
+            width: 320,
+            height: 180,
+            ..c.streams[0].clone()
+        };
+        c.streams.push(sub.clone());
+        assert_eq!(validate(&c), Ok(()));
+        for bad in ["stream:nope", "stream:cam0_sub", "stream:"] {
+            c.streams[1].source = bad.into();
+            assert_eq!(key_of(&c), "stream[1].source", "{bad}");
+        }
+        sub.source = "stream:cam0".into();
+        c.streams[1] = sub.clone();
+        c.streams[0].encoder = crate::config::EncoderChoice::Passthrough;
+        c.streams[0].source = "/dev/video0".into();
+        assert_eq!(key_of(&c), "stream[1].source");
+        let mut c = good();
+        let output = |name: &str, url: &str| crate::config::OutputConfig {
+            name: name.into(),
+            upstream: vec![url.into()],
+            transport: None,
+        };
+        c.streams[0].outputs = vec![output("nvr", "rtsp://10.0.0.2:8554/cam0")];
+        assert_eq!(validate(&c), Ok(()));
+        c.streams[0].outputs.push(output("main", "rtsp://h/x"));
+        assert_eq!(key_of(&c), "stream[0].output[1].name");
+        c.streams[0].outputs[1] = output("cloud", "http://h/x");
+        assert_eq!(key_of(&c), "stream[0].output[1].upstream[0]");
+        c.streams[0].outputs[1].upstream.clear();
+        assert_eq!(key_of(&c), "stream[0].output[1].upstream");
     }
 
     #[test]
