@@ -141,9 +141,44 @@ pub struct StatsPayload {
     congestion_drops: u64,
     congestion_episodes: u64,
     delivery: Option<DeliveryPayload>,
+    /// Every output, `main` first, when the stream has `[[stream.output]]` destinations.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    outputs: Vec<OutputPayload>,
     /// Local recording and backfill (absent when the stream neither records nor has
     /// recordings).
     recording: Option<crate::supervisor::recording_side::RecordingStats>,
+}
+
+/// One of `stats.outputs`.
+#[derive(Serialize)]
+pub struct OutputPayload {
+    name: String,
+    state: State,
+    reason: Option<String>,
+    upstream: Option<String>,
+    frames_sent: u64,
+    bytes_sent: u64,
+    congestion_drops: u64,
+    restarts: u64,
+    connected_s: Option<f64>,
+    delivery: Option<DeliveryPayload>,
+}
+
+impl From<&crate::supervisor::OutputStats> for OutputPayload {
+    fn from(o: &crate::supervisor::OutputStats) -> Self {
+        OutputPayload {
+            name: o.name.clone(),
+            state: o.state,
+            reason: o.reason.clone(),
+            upstream: o.upstream.clone(),
+            frames_sent: o.frames_sent,
+            bytes_sent: o.bytes_sent,
+            congestion_drops: o.congestion_drops,
+            restarts: o.restarts,
+            connected_s: o.connected_s.map(round),
+            delivery: o.delivery.as_ref().map(DeliveryPayload::from),
+        }
+    }
 }
 
 /// `stats.delivery`: what the current session's network delivers.
@@ -212,6 +247,11 @@ impl From<&StreamStats> for StatsPayload {
             congestion_drops: s.congestion_drops,
             congestion_episodes: s.congestion_episodes,
             delivery: s.delivery.as_ref().map(DeliveryPayload::from),
+            outputs: if s.outputs.len() > 1 {
+                s.outputs.iter().map(OutputPayload::from).collect()
+            } else {
+                Vec::new()
+            },
             recording: s.recording.clone(),
         }
     }

@@ -7,7 +7,7 @@
 //! are dropped instead of queued. Once the backlog is down to half the bound the encoder
 //! is asked for a keyframe, and the session resumes with it.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -256,29 +256,63 @@ impl Feed {
     }
 }
 
-/// Where the capture side hands its encoded frames: the current output session, if
-/// any, and the recorder's tap, if recording is on.
+/// Which of a slot's feeds: the output side's sessions and each served client have their
+/// own.
+pub type Port = u64;
+
+/// Where the capture side hands its encoded frames: every attached feed (the push
+/// outputs' current sessions, the local server's clients) and the recorder's tap, if
+/// recording is on. A frame goes to each feed on its own: a feed that drops it (its
+/// latency bound, its keyframe wait) drops it for itself only.
 #[derive(Default)]
 pub struct FeedSlot {
-    feed: Mutex<Option<Arc<Feed>>>,
+    feeds: Mutex<Vec<(Port, Arc<Feed>)>>,
+    next_port: AtomicU64,
+    /// A feed was attached: the encoder is asked for a keyframe with the next frame.
+    keyframe_wanted: AtomicBool,
     tap: FrameTap,
 }
 
 impl FeedSlot {
-    pub fn attach(&self, feed: Arc<Feed>) {
-        if let Ok(mut slot) = self.feed.lock() {
-            *slot = Some(feed);
+    /// A port of this slot no other user has.
+    pub fn port(&self) -> Port {
+        self.next_port.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Feeds `feed` at `port` (replacing what was there) from the next keyframe on, and
+    /// asks the encoder for one.
+    pub fn attach(&self, port: Port, feed: Arc<Feed>) {
+        if let Ok(mut feeds) = self.feeds.lock() {
+            feeds.retain(|(p, _)| *p != port);
+            feeds.push((port, feed));
+            self.keyframe_wanted.store(true, Ordering::Relaxed);
         }
     }
 
-    pub fn detach(&self) {
-        if let Ok(mut slot) = self.feed.lock() {
-            *slot = None;
+    pub fn detach(&self, port: Port) {
+        if let Ok(mut feeds) = self.feeds.lock() {
+            feeds.retain(|(p, _)| *p != port);
         }
     }
 
-    pub fn current(&self) -> Option<Arc<Feed>> {
-        self.feed.lock().ok().and_then(|slot| slot.clone())
+    /// Whether any feed is attached.
+    pub fn feeding(&self) -> bool {
+        self.feeds.lock().is_ok_and(|f| !f.is_empty())
+    }
+
+    /// The capture pipeline starts over (a restart, or the slate): every feed's timeline
+    /// starts again and waits for a keyframe.
+    pub fn new_capture(&self) {
+        for feed in self.snapshot() {
+            feed.new_capture();
+        }
+    }
+
+    fn snapshot(&self) -> Vec<Arc<Feed>> {
+        self.feeds
+            .lock()
+            .map(|f| f.iter().map(|(_, feed)| feed.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// Where every encoded frame also goes, for recording.
@@ -287,8 +321,9 @@ impl FeedSlot {
     }
 
     /// Stamps an encoded sample with its capture time (the capture-time SEI, see
-    /// [`super::sei`]) and pushes it to the current feed, if any, and to the tap. `base`
-    /// is the base time of the pipeline that produced it; `buffer` is byte-stream.
+    /// [`super::sei`]) and pushes it to every feed and to the tap. `base` is the base
+    /// time of the pipeline that produced it; `buffer` is byte-stream. Returns
+    /// `WantKeyframe` when a feed (a new one, or one whose backlog drained) needs one.
     pub fn hand_over(
         &self,
         sample: &gst::Sample,
@@ -296,15 +331,25 @@ impl FeedSlot {
         base: gst::ClockTime,
     ) -> Option<Pushed> {
         let running = running_time(sample, buffer)?;
-        let feed = self.current();
-        if feed.is_none() && !self.tap.connected() {
+        let feeds = self.snapshot();
+        if feeds.is_empty() && !self.tap.connected() {
             return None;
         }
         let capture_us = capture_wall_clock(base.nseconds() + running.0);
         let stamped = stamp(buffer, capture_us);
         let buffer = stamped.as_ref().unwrap_or(buffer);
         self.tap.offer(buffer, sample.caps(), capture_us);
-        Some(feed?.push(buffer, running, base))
+        let mut result = None;
+        for feed in feeds {
+            let pushed = feed.push(buffer, running, base);
+            if result != Some(Pushed::WantKeyframe) {
+                result = Some(pushed);
+            }
+        }
+        if self.keyframe_wanted.swap(false, Ordering::Relaxed) {
+            result = Some(Pushed::WantKeyframe);
+        }
+        result
     }
 }
 

@@ -19,7 +19,7 @@ use gstreamer as gst;
 pub use bus::{BusEvent, bus_events};
 pub use capture::{CameraSource, Capture, CaptureParams, SNAPSHOT_WAIT, encode_jpeg};
 pub use counters::{Counters, LatencySummary, RateMeter};
-pub use feed::{Feed, FeedSlot};
+pub use feed::{Feed, FeedSlot, Port};
 pub use output::{Output, OutputParams, Protocol};
 pub use slate::{SLATE_FPS, Slate};
 pub use tap::{FrameTap, TappedFrame};

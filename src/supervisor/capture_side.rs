@@ -169,9 +169,7 @@ impl CaptureSide {
                 }
                 // Frames of the new pipeline start a new timeline and must begin at a
                 // keyframe.
-                if let Some(feed) = slot.current() {
-                    feed.new_capture();
-                }
+                slot.new_capture();
                 let built = tokio::task::spawn_blocking(move || {
                     let capture = Capture::build(&params, &spec, counters, slot)?;
                     let events = bus_events(capture.pipeline());
@@ -425,8 +423,10 @@ async fn apply_controls(id: &str, device: PathBuf, wanted: BTreeMap<String, serd
 
 /// Keeps an existing output session fed with the "camera offline" picture.
 async fn start_slate(id: &str, w: u32, h: u32, slot: Arc<FeedSlot>) -> Option<Slate> {
-    let feed = slot.current()?;
-    feed.new_capture();
+    if !slot.feeding() {
+        return None;
+    }
+    slot.new_capture();
     match tokio::task::spawn_blocking(move || Slate::start(w, h, slot)).await {
         Ok(Ok(slate)) => {
             info!(stream = %id, "camera offline slate on the output");

@@ -147,6 +147,9 @@ pub struct StreamStats {
     pub congestion_episodes: u64,
     /// What the current session's network delivers.
     pub delivery: Option<Delivery>,
+    /// Every output: `main` (the stream's `upstream` list) first, then the
+    /// `[[stream.output]]` destinations.
+    pub outputs: Vec<super::OutputStats>,
     /// Local recording and backfill, when the stream records or has recordings.
     pub recording: Option<super::recording_side::RecordingStats>,
 }

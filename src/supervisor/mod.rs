@@ -8,6 +8,7 @@ mod commands;
 mod device_release;
 mod device_watch;
 mod error;
+mod extra_outputs;
 mod handle;
 mod meta;
 mod output_side;
@@ -24,6 +25,7 @@ use std::pin::Pin;
 use futures_util::{Stream, StreamExt};
 
 pub use error::{StartError, SupervisorError};
+pub use extra_outputs::OutputStats;
 pub use handle::{
     Applied, Delivery, HandleError, RecordingsOp, StreamCommand, StreamHandle, StreamStats,
 };

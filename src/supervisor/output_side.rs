@@ -18,7 +18,9 @@ use super::reachability;
 use super::{Events, next_bus, next_of};
 use crate::config::StreamConfig;
 use crate::delivery::{DeliveryMeter, DeliverySnapshot, Queued, TransportReport};
-use crate::pipeline::{BusEvent, Counters, FeedSlot, Output, OutputParams, Protocol, bus_events};
+use crate::pipeline::{
+    BusEvent, Counters, FeedSlot, Output, OutputParams, Port, Protocol, bus_events,
+};
 use crate::policy::{OutputAction, OutputPolicy};
 use crate::redact::redact;
 
@@ -70,6 +72,8 @@ pub(super) struct OutputSide {
     config: StreamConfig,
     counters: Arc<Counters>,
     slot: Arc<FeedSlot>,
+    /// This side's feed in the slot.
+    port: Port,
     pub policy: OutputPolicy,
     session: Option<Session>,
     starting: Option<BoxFuture<'static, Result<(Unclaimed, Events), StartError>>>,
@@ -97,7 +101,9 @@ pub(super) struct Sample {
 }
 
 impl OutputSide {
+    /// `id` names the output in logs (the stream, or `stream/output`).
     pub fn new(
+        id: String,
         config: StreamConfig,
         counters: Arc<Counters>,
         slot: Arc<FeedSlot>,
@@ -105,9 +111,10 @@ impl OutputSide {
         tracker: TaskTracker,
     ) -> Self {
         OutputSide {
-            id: config.id.clone(),
+            id,
             config,
             counters,
+            port: slot.port(),
             slot,
             policy,
             session: None,
@@ -145,7 +152,7 @@ impl OutputSide {
     /// Asks the session's transport for its report every [`SAMPLE_EVERY`] (give or take
     /// the tick's jitter), unless a request is under way. (The supervisor steps on every wake, a finished reading
     /// included: asking on each step would read the transport back to back.)
-    pub fn sample(&mut self, now: Instant) {
+    fn sample(&mut self, now: Instant) {
         if self.sampling.is_some()
             || self
                 .sampled_at
@@ -172,7 +179,7 @@ impl OutputSide {
 
     /// Takes a sample into the session's meter; the transport's part of the backlog
     /// goes to the feed, which bounds latency with it.
-    pub fn on_sampled(&mut self, now: Instant, sample: Option<Sample>) {
+    fn on_sampled(&mut self, now: Instant, sample: Option<Sample>) {
         let (Some(s), Some(sample)) = (&mut self.session, sample) else {
             return;
         };
@@ -184,6 +191,29 @@ impl OutputSide {
         s.output
             .feed()
             .set_transport_backlog(Duration::from_secs_f64(transport_ms / 1000.0));
+    }
+
+    /// This side's state: reconnecting after a failure, streaming, or starting.
+    pub fn status(&self, now: Instant) -> crate::policy::Status {
+        use crate::policy::{State, Status};
+        let upstream = self.policy.upstream().to_owned();
+        if let Some(reason) = self.policy.failure() {
+            return Status::reconnecting(
+                reason.clone(),
+                self.policy.attempt(),
+                self.policy.retry_in(now),
+                upstream,
+            );
+        }
+        let state = if self.policy.streaming() {
+            State::Streaming
+        } else {
+            State::Starting
+        };
+        Status {
+            upstream: Some(upstream),
+            ..Status::new(state)
+        }
     }
 
     /// The current session's delivery figures.
@@ -221,9 +251,47 @@ impl OutputSide {
         self.frames_sent() + dropped
     }
 
+    /// Reads the session when due, runs the policy on the current figures and carries
+    /// out what it decides. `encoding`: the capture side delivers frames; `caps`: the
+    /// encoded stream's, once known. Returns true when it switched back to an earlier
+    /// upstream (failback).
+    pub fn step(&mut self, now: Instant, encoding: bool, caps: Option<gst::Caps>) -> bool {
+        self.sample(now);
+        let feed = crate::policy::Feed {
+            frames_sent: self.frames_taken(),
+            encoding,
+            caps_known: caps.is_some(),
+            unconfirmed_for: self.unconfirmed_for(now),
+            confirmed: self.confirmed(),
+        };
+        let mut switched = false;
+        // A decision can make the next one due at once (a probe result, then a start).
+        for _ in 0..4 {
+            let Some(action) = self.policy.poll(now, feed) else {
+                break;
+            };
+            switched |= matches!(action, OutputAction::SwitchTo { .. });
+            self.execute(action, caps.clone());
+        }
+        switched
+    }
+
+    /// Takes what the side's I/O reported. (A started session is attached to the slot,
+    /// which asks the encoder for the keyframe it starts at.)
+    pub fn on_event(&mut self, now: Instant, ev: OutputEvent) {
+        match ev {
+            OutputEvent::Bus(ev) => self.on_bus(ev),
+            OutputEvent::Started(result) => {
+                self.on_started(now, result);
+            }
+            OutputEvent::Probed(id, found) => self.policy.probe_result(now, id, found),
+            OutputEvent::Sampled(sample) => self.on_sampled(now, sample),
+        }
+    }
+
     /// Carries out a policy decision. `caps` are the encoded stream's caps (a start is
     /// only asked for once they are known).
-    pub fn execute(&mut self, action: OutputAction, caps: Option<gst::Caps>) {
+    fn execute(&mut self, action: OutputAction, caps: Option<gst::Caps>) {
         match action {
             OutputAction::Start { index } => self.start(index, caps),
             OutputAction::Probe { id, upstreams } => {
@@ -247,7 +315,7 @@ impl OutputSide {
             }
             OutputAction::SwitchTo { index } => {
                 info!(stream = %self.id, upstream = %redact(self.upstream(index)), "failing back");
-                self.slot.detach();
+                self.slot.detach(self.port);
                 self.sampling = None;
                 if let Some(s) = self.session.take() {
                     let id = self.id.clone();
@@ -304,7 +372,7 @@ impl OutputSide {
 
     /// Takes a started session, or reports the failure. Returns true when a session
     /// started (the encoder must send a keyframe now).
-    pub fn on_started(
+    fn on_started(
         &mut self,
         now: Instant,
         result: Result<(Unclaimed, Events), StartError>,
@@ -314,7 +382,7 @@ impl OutputSide {
                 let Some(output) = unclaimed.take() else {
                     return false;
                 };
-                self.slot.attach(output.feed().clone());
+                self.slot.attach(self.port, output.feed().clone());
                 let confirms = output.confirms();
                 self.session = Some(Session {
                     output,
@@ -335,7 +403,7 @@ impl OutputSide {
     }
 
     /// The session's bus reported its end: drop it and classify the failure.
-    pub fn on_bus(&mut self, ev: BusEvent) {
+    fn on_bus(&mut self, ev: BusEvent) {
         let message = match ev {
             BusEvent::Error { message, .. } => Some(message),
             BusEvent::Eos | BusEvent::SessionClosed | BusEvent::SessionCloseFailed => None,
@@ -346,7 +414,7 @@ impl OutputSide {
     }
 
     fn drop_session(&mut self) {
-        self.slot.detach();
+        self.slot.detach(self.port);
         self.probe = None;
         self.sampling = None;
         if let Some(s) = self.session.take() {
@@ -359,7 +427,7 @@ impl OutputSide {
     /// out, then release the pipeline. Each step is bounded; the whole by `bound`.
     pub async fn stop(&mut self, bound: Duration) {
         let deadline = tokio::time::Instant::now() + bound;
-        self.slot.detach();
+        self.slot.detach(self.port);
         self.probe = None;
         self.starting = None;
         self.sampling = None;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::capture_side::CaptureSide;
+use super::extra_outputs::{ExtraOutput, ExtraOutputs};
 use super::output_side::OutputSide;
 use super::recording_side::RecordingSide;
 use super::stream::{Sides, StreamSupervisor};
@@ -17,8 +18,8 @@ use crate::pipeline::{CaptureParams, FeedSlot};
 use crate::policy::{CapturePolicy, CaptureTiming, OutputPolicy, OutputTiming};
 
 impl StreamSupervisor {
-    pub(super) fn make_sides(&self, selection: &Selection) -> Sides {
-        let c = &self.config;
+    pub(super) fn make_sides(&mut self, selection: &Selection) -> Sides {
+        let c = &self.config.clone();
         let now = Instant::now();
         let slot = Arc::new(FeedSlot::default());
         let capture_timing = CaptureTiming {
@@ -35,11 +36,34 @@ impl StreamSupervisor {
                 .then(|| Duration::from_secs(u64::from(c.failback_after_s))),
             ..OutputTiming::default()
         };
-        let names = c
-            .upstream
-            .iter()
-            .map(|u| crate::redact::redact(u))
-            .collect();
+        let names = |list: &[String]| list.iter().map(|u| crate::redact::redact(u)).collect();
+        let mut outputs = Vec::new();
+        for o in &c.outputs {
+            let config = StreamConfig {
+                upstream: o.upstream.clone(),
+                transport: o.transport.unwrap_or(c.transport),
+                ..c.clone()
+            };
+            let counters = self
+                .output_counters
+                .entry(o.name.clone())
+                .or_default()
+                .clone();
+            let side = OutputSide::new(
+                format!("{}/{}", c.id, o.name),
+                config,
+                counters.clone(),
+                slot.clone(),
+                OutputPolicy::new(
+                    names(&o.upstream),
+                    output_timing.clone(),
+                    fastrand::Rng::new(),
+                    now,
+                ),
+                self.tracker.clone(),
+            );
+            outputs.push(ExtraOutput::new(o.name.clone(), side, counters));
+        }
         Sides {
             capture: CaptureSide::new(
                 c.id.clone(),
@@ -51,12 +75,14 @@ impl StreamSupervisor {
                 CapturePolicy::new(capture_timing, fastrand::Rng::new(), now),
             ),
             output: OutputSide::new(
+                c.id.clone(),
                 c.clone(),
                 self.counters.clone(),
                 slot.clone(),
-                OutputPolicy::new(names, output_timing, fastrand::Rng::new(), now),
+                OutputPolicy::new(names(&c.upstream), output_timing, fastrand::Rng::new(), now),
                 self.tracker.clone(),
             ),
+            outputs: ExtraOutputs::new(outputs),
             recording: RecordingSide::new(
                 c.clone(),
                 self.tuning.state_dir.clone(),

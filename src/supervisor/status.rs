@@ -16,31 +16,14 @@ impl StreamSupervisor {
     /// event a change means.
     pub(super) fn publish(&mut self, s: &Sides) {
         let now = Instant::now();
-        let upstream = s.output.policy.upstream().to_owned();
-        let status = if let Some(reason) = s.capture.policy.failure() {
-            Status::reconnecting(
+        let status = match s.capture.policy.failure() {
+            Some(reason) => Status::reconnecting(
                 reason.clone(),
                 s.capture.policy.attempt(),
                 s.capture.policy.retry_in(now),
-                upstream,
-            )
-        } else if let Some(reason) = s.output.policy.failure() {
-            Status::reconnecting(
-                reason.clone(),
-                s.output.policy.attempt(),
-                s.output.policy.retry_in(now),
-                upstream,
-            )
-        } else if s.output.policy.streaming() {
-            Status {
-                upstream: Some(upstream),
-                ..Status::new(State::Streaming)
-            }
-        } else {
-            Status {
-                upstream: Some(upstream),
-                ..Status::new(State::Starting)
-            }
+                s.output.policy.upstream().to_owned(),
+            ),
+            None => s.output.status(now),
         };
         let mut previous = None;
         self.status.send_if_modified(|current| {
@@ -139,6 +122,18 @@ impl StreamSupervisor {
                     figures: figures.clone(),
                     congested,
                 }),
+            outputs: sides.map_or_else(Vec::new, |s| {
+                let mut all = vec![super::OutputStats::of(
+                    crate::config::MAIN_OUTPUT,
+                    &s.output,
+                    &s.output.status(now),
+                    &self.counters,
+                    s.output.policy.restarts(),
+                    now,
+                )];
+                all.extend(s.outputs.stats(now));
+                all
+            }),
             recording: sides.and_then(|s| s.recording.stats()),
         }
     }

@@ -17,6 +17,7 @@ use tracing::{error, info};
 
 use super::SupervisorError;
 use super::capture_side::{CaptureEvent, CaptureSide};
+use super::extra_outputs::ExtraOutputs;
 use super::handle::{StreamCommand, StreamHandle};
 use super::meta::StreamMeta;
 use super::next_of;
@@ -26,9 +27,7 @@ use crate::config::StreamConfig;
 use crate::encoder::{EncoderError, EncoderKind, EncoderParams, Rejection, Selection, Selector};
 use crate::events::{Events, Kind, Level};
 use crate::pipeline::{Counters, RateMeter};
-use crate::policy::{
-    BitrateChange, BitratePolicy, CaptureAction, Feed, OutputAction, Reason, State, Status,
-};
+use crate::policy::{BitrateChange, BitratePolicy, CaptureAction, Reason, State, Status};
 
 const TICK: Duration = Duration::from_millis(200);
 const COMMAND_QUEUE: usize = 16;
@@ -73,6 +72,8 @@ pub struct StreamSupervisor {
     pub(super) congestion_seen: u64,
     pub(super) tracker: TaskTracker,
     pub(super) tuning: Tuning,
+    /// Counters of the `[[stream.output]]` destinations by name (totals outlive runs).
+    pub(super) output_counters: std::collections::HashMap<String, Arc<Counters>>,
 }
 
 /// What the stream is doing.
@@ -86,7 +87,11 @@ pub(super) enum Phase {
 
 pub(super) struct Sides {
     pub capture: CaptureSide,
+    /// The stream's own `upstream` list: the stream's state, recording and adaptive
+    /// bitrate follow it.
     pub output: OutputSide,
+    /// The `[[stream.output]]` destinations, published at the same time.
+    pub outputs: ExtraOutputs,
     pub recording: RecordingSide,
     /// Adaptive bitrate, once the encoder runs (none for passthrough or when off).
     pub bitrate: Option<BitratePolicy>,
@@ -112,6 +117,8 @@ enum Woke {
     Reselected(Result<Selection, EncoderError>),
     Capture(CaptureEvent),
     Output(OutputEvent),
+    /// From the `i`th of the more outputs.
+    Extra(usize, OutputEvent),
     Recording(RecordingEvent),
     Timer,
 }
@@ -148,6 +155,7 @@ impl StreamSupervisor {
             congestion_seen: 0,
             tracker,
             tuning,
+            output_counters: std::collections::HashMap::new(),
         };
         (sup, handle)
     }
@@ -206,6 +214,7 @@ impl StreamSupervisor {
         self.stats(Some(sides)).log("final");
         tokio::join!(
             sides.output.stop(STOP_BUDGET),
+            sides.outputs.stop(STOP_BUDGET),
             sides.capture.stop(STOP_BUDGET),
             sides.recording.stop(STOP_BUDGET)
         );
@@ -245,20 +254,22 @@ impl StreamSupervisor {
                     Phase::Running(s) => (None, Some(&mut **s)),
                     Phase::Idle => (None, None),
                 };
-                let (capture, output, recording, reselecting) = match sides {
+                let (capture, output, outputs, recording, reselecting) = match sides {
                     Some(Sides {
                         capture,
                         output,
+                        outputs,
                         recording,
                         reselecting,
                         ..
                     }) => (
                         Some(capture),
                         Some(output),
+                        Some(outputs),
                         Some(recording),
                         Some(reselecting),
                     ),
-                    None => (None, None, None, None),
+                    None => (None, None, None, None, None),
                 };
                 tokio::select! {
                     _ = shutdown.cancelled() => Woke::Shutdown,
@@ -267,6 +278,7 @@ impl StreamSupervisor {
                     r = async { match reselecting { Some(r) => next_of(r).await, None => std::future::pending().await } } => Woke::Reselected(r),
                     ev = async { match capture { Some(c) => c.next_event().await, None => std::future::pending().await } } => Woke::Capture(ev),
                     ev = async { match output { Some(o) => o.next_event().await, None => std::future::pending().await } } => Woke::Output(ev),
+                    (i, ev) = async { match outputs { Some(o) => o.next_event().await, None => std::future::pending().await } } => Woke::Extra(i, ev),
                     ev = async { match recording { Some(r) => r.next_event().await, None => std::future::pending().await } } => Woke::Recording(ev),
                     _ = tokio::time::sleep_until(deadline) => Woke::Timer,
                     _ = tick.tick() => Woke::Timer,
@@ -294,7 +306,12 @@ impl StreamSupervisor {
                 }
                 Woke::Output(ev) => {
                     if let Phase::Running(s) = phase {
-                        on_output(s, ev, now);
+                        s.output.on_event(now, ev);
+                    }
+                }
+                Woke::Extra(i, ev) => {
+                    if let Phase::Running(s) = phase {
+                        s.outputs.on_event(i, now, ev);
                     }
                 }
                 Woke::Recording(ev) => {
@@ -369,7 +386,6 @@ impl StreamSupervisor {
     fn step(&mut self, s: &mut Sides) -> Option<BitrateChange> {
         let now = Instant::now();
         let frames = s.capture.frames();
-        s.output.sample(now);
         let mut bitrate = None;
         if now.duration_since(self.last_rate) >= Duration::from_secs(1) {
             self.last_rate = now;
@@ -388,32 +404,22 @@ impl StreamSupervisor {
         if had_failure && s.capture.policy.failure().is_none() {
             info!(stream = %self.config.id, "capture recovered");
         }
-        let feed = Feed {
-            frames_sent: s.output.frames_taken(),
-            encoding: s.capture.policy.encoding(now),
-            caps_known: s.capture.encoded_caps().is_some(),
-            unconfirmed_for: s.output.unconfirmed_for(now),
-            confirmed: s.output.confirmed(),
-        };
-        // A decision can make the next one due at once (a probe result, then a start).
-        for _ in 0..4 {
-            let Some(action) = s.output.policy.poll(now, feed) else {
-                break;
-            };
-            if let OutputAction::SwitchTo { .. } = action {
-                self.events.raise(
-                    Level::Info,
-                    Kind::UpstreamFailback,
-                    Some(&self.config.id),
-                    format!(
-                        "switching back to {} (reachable for {} s)",
-                        s.output.policy.upstream(),
-                        self.config.failback_after_s
-                    ),
-                );
-            }
-            s.output.execute(action, s.capture.encoded_caps());
+        let encoding = s.capture.policy.encoding(now);
+        let caps = s.capture.encoded_caps();
+        if s.output.step(now, encoding, caps.clone()) {
+            self.events.raise(
+                Level::Info,
+                Kind::UpstreamFailback,
+                Some(&self.config.id),
+                format!(
+                    "switching back to {} (reachable for {} s)",
+                    s.output.policy.upstream(),
+                    self.config.failback_after_s
+                ),
+            );
         }
+        s.outputs
+            .step(now, encoding, caps, &self.events, &self.config.id);
         let up = s.output.policy.streaming() && s.output.confirmed();
         // Live needs the whole link while it drops frames, or while adaptive bitrate
         // holds it below its configured bitrate.
@@ -522,20 +528,6 @@ impl StreamSupervisor {
     }
 }
 
-fn on_output(s: &mut Sides, ev: OutputEvent, now: Instant) {
-    match ev {
-        OutputEvent::Bus(ev) => s.output.on_bus(ev),
-        OutputEvent::Started(result) => {
-            if s.output.on_started(now, result) {
-                // The session takes frames from its first IDR: ask for one now.
-                s.capture.request_keyframe();
-            }
-        }
-        OutputEvent::Probed(id, found) => s.output.policy.probe_result(now, id, found),
-        OutputEvent::Sampled(sample) => s.output.on_sampled(now, sample),
-    }
-}
-
 /// The earliest instant a policy of a running stream wants to be polled at.
 fn deadline(phase: &Phase) -> Option<Instant> {
     let Phase::Running(s) = phase else {
@@ -544,6 +536,7 @@ fn deadline(phase: &Phase) -> Option<Instant> {
     [
         s.capture.policy.next_deadline(),
         s.output.policy.next_deadline(),
+        s.outputs.next_deadline(),
         s.recording.policy.next_deadline(),
     ]
     .into_iter()
