@@ -18,6 +18,7 @@ pub mod policy;
 pub mod probe;
 pub mod recording;
 pub mod redact;
+pub mod serve;
 pub mod supervisor;
 pub mod systemd;
 

@@ -17,10 +17,8 @@ pub const USERS_CREDENTIAL: &str = "rtsp-users";
 pub enum AuthMethods {
     /// Digest only: the password never crosses the network.
     Digest,
-    /// Basic only (use with RTSPS).
+    /// Basic only: the password crosses the network readable (use it with RTSPS).
     Basic,
-    /// Both; the client picks.
-    Any,
 }
 
 /// `[server]`.

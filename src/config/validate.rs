@@ -60,6 +60,19 @@ pub fn validate(config: &Config) -> Result<(), Invalid> {
         if let Some(parent) = super::parent_stream(&stream.source) {
             check_parent(config, stream, parent)
                 .map_err(|why| Invalid::new(format!("stream[{i}].source"), why))?;
+            if let Some(p) = config.stream(parent)
+                && stream.framerate > p.framerate
+            {
+                return Err(Invalid::new(
+                    format!("stream[{i}].framerate"),
+                    format!(
+                        "{} is above the {} frames/s of stream {} it takes its picture from",
+                        stream.framerate,
+                        p.framerate,
+                        quote(parent)
+                    ),
+                ));
+            }
         }
     }
     Ok(())
@@ -412,6 +425,11 @@ mod tests {
             assert_eq!(key_of(&c), "stream[1].source", "{bad}");
         }
         sub.source = "stream:cam0".into();
+        c.streams[1] = StreamConfig {
+            framerate: 60,
+            ..sub.clone()
+        };
+        assert_eq!(key_of(&c), "stream[1].framerate");
         c.streams[1] = sub.clone();
         c.streams[0].encoder = crate::config::EncoderChoice::Passthrough;
         c.streams[0].source = "/dev/video0".into();

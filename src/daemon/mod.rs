@@ -29,6 +29,8 @@ use watchdog::Watchdog;
 const SUMMARY_EVERY: Duration = Duration::from_secs(30);
 /// The whole drain after SIGTERM stays under the 2 s the service promises.
 const DRAIN_BUDGET: Duration = Duration::from_millis(1700);
+/// Bound on closing the RTSP server's clients at shutdown.
+const SERVER_STOP: Duration = Duration::from_millis(800);
 /// Exit status asking systemd (Restart=on-failure) to start the daemon again.
 pub const EXIT_RESTART: u8 = 75;
 /// Set (to anything): the `auto` encoder order starts with the test-only catalog
@@ -59,6 +61,7 @@ pub async fn run(config: Config, config_path: PathBuf, shutdown: CancellationTok
     });
     let events = Events::default();
     let tracker = TaskTracker::new();
+    let serving = start_server(&config, &tracker, &shutdown);
     let mut streams = Streams::new(
         selector.clone(),
         events.clone(),
@@ -67,6 +70,7 @@ pub async fn run(config: Config, config_path: PathBuf, shutdown: CancellationTok
         config.watchdog_capture_failures,
         std::env::var(HANG_STREAM_ENV).ok(),
         config.state_dir(),
+        serving,
     );
     for stream in config.streams.iter().cloned() {
         streams.spawn(stream);
@@ -152,6 +156,35 @@ pub async fn run(config: Config, config_path: PathBuf, shutdown: CancellationTok
         code: exit,
         drained,
     }
+}
+
+/// Starts the local RTSP server when `[server] rtsp_listen` is set; stopped (every
+/// client closed) at shutdown. A server that cannot start is logged and left out: the
+/// streams and their pushes run without it.
+fn start_server(
+    config: &Config,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Option<crate::serve::Serving> {
+    config.server.rtsp_addr()?;
+    let started = config
+        .server
+        .users()
+        .map_err(crate::serve::ServeError::Config)
+        .and_then(|users| crate::serve::RtspServer::start(&config.server, &users));
+    let (server, serving) = match started {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(key = "server.rtsp_listen", error = %e, "the RTSP server cannot start; streams are not served locally");
+            return None;
+        }
+    };
+    let shutdown = shutdown.clone();
+    tracker.spawn(async move {
+        shutdown.cancelled().await;
+        let _ = tokio::task::spawn_blocking(move || server.stop(SERVER_STOP)).await;
+    });
+    Some(serving)
 }
 
 /// Validates, persists, then applies a patch. Nothing changes when validation or the

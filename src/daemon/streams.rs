@@ -13,6 +13,7 @@ use crate::config::{Config, StreamConfig};
 use crate::control::{ConfigChangeStreams, StreamChange};
 use crate::encoder::Selector;
 use crate::events::Events;
+use crate::serve::Serving;
 use crate::supervisor::{Applied, StreamHandle, StreamSupervisor, Tuning};
 
 pub(super) struct Streams {
@@ -25,6 +26,10 @@ pub(super) struct Streams {
     hang: Option<String>,
     /// Where streams keep their recordings.
     state_dir: std::path::PathBuf,
+    /// The local RTSP server, when it runs.
+    serving: Option<Serving>,
+    /// Every stream's raw picture, for sub-streams.
+    pictures: Arc<crate::pipeline::PictureHub>,
     running: Vec<(StreamHandle, CancellationToken)>,
     list: watch::Sender<Vec<StreamHandle>>,
 }
@@ -38,6 +43,7 @@ impl Streams {
         escalate_after: u32,
         hang: Option<String>,
         state_dir: std::path::PathBuf,
+        serving: Option<Serving>,
     ) -> Self {
         Streams {
             selector,
@@ -47,6 +53,8 @@ impl Streams {
             escalate_after,
             hang,
             state_dir,
+            serving,
+            pictures: Arc::default(),
             running: Vec::new(),
             list: watch::channel(Vec::new()).0,
         }
@@ -65,14 +73,20 @@ impl Streams {
             escalate_after: self.escalate_after,
             hang: self.hang.as_deref() == Some(config.id.as_str()),
             state_dir: self.state_dir.clone(),
+            pictures: self.pictures.clone(),
         };
-        let (supervisor, handle) = StreamSupervisor::new(
+        let serve = config.serve.then_some(self.serving.as_ref()).flatten();
+        let latency = std::time::Duration::from_millis(u64::from(config.max_latency_ms));
+        let (mut supervisor, handle) = StreamSupervisor::new(
             config,
             self.selector.clone(),
             self.events.clone(),
             self.tracker.clone(),
             tuning,
         );
+        if let Some(serving) = serve {
+            supervisor.set_serving(serving.offer(handle.id(), supervisor.slot(), latency));
+        }
         let token = self.shutdown.child_token();
         let id = handle.id().to_owned();
         let run_token = token.clone();
@@ -101,11 +115,18 @@ impl Streams {
             .map(|s| s.id.clone())
             .collect();
         for id in removed {
-            if let Some(i) = self.running.iter().position(|(h, _)| h.id() == id) {
-                let (_, token) = self.running.remove(i);
-                token.cancel();
-            }
+            self.remove(&id);
             result.insert(id, StreamChange::Stopped);
+        }
+        // Serving on or off: the stream starts again with its slot offered or not.
+        let reserved: Vec<String> = new
+            .streams
+            .iter()
+            .filter(|s| old.stream(&s.id).is_some_and(|o| o.serve != s.serve))
+            .map(|s| s.id.clone())
+            .collect();
+        for id in &reserved {
+            self.remove(id);
         }
         // The named running streams take the change concurrently, each within its own
         // command timeout, so one stream that does not answer delays no other.
@@ -133,7 +154,11 @@ impl Streams {
                 (Some(_), Some(_)) => StreamChange::Applied(Applied::Unchanged),
                 _ => {
                     self.spawn(stream.clone());
-                    StreamChange::Started
+                    if reserved.contains(&stream.id) {
+                        StreamChange::Applied(Applied::Restarted)
+                    } else {
+                        StreamChange::Started
+                    }
                 }
             };
             result.insert(stream.id.clone(), outcome);
@@ -143,6 +168,17 @@ impl Streams {
             .sort_by_key(|(h, _)| new.streams.iter().position(|s| s.id == h.id()));
         self.publish();
         ConfigChangeStreams(result)
+    }
+
+    /// Stops stream `id` and stops serving it.
+    fn remove(&mut self, id: &str) {
+        if let Some(i) = self.running.iter().position(|(h, _)| h.id() == id) {
+            let (_, token) = self.running.remove(i);
+            token.cancel();
+        }
+        if let Some(serving) = &self.serving {
+            serving.withdraw(id);
+        }
     }
 
     fn find(&self, id: &str) -> Option<StreamHandle> {

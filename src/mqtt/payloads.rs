@@ -144,6 +144,9 @@ pub struct StatsPayload {
     /// Every output, `main` first, when the stream has `[[stream.output]]` destinations.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     outputs: Vec<OutputPayload>,
+    /// The local RTSP server's clients (absent when the stream is not served).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    serving: Option<crate::serve::ServeStats>,
     /// Local recording and backfill (absent when the stream neither records nor has
     /// recordings).
     recording: Option<crate::supervisor::recording_side::RecordingStats>,
@@ -252,6 +255,7 @@ impl From<&StreamStats> for StatsPayload {
             } else {
                 Vec::new()
             },
+            serving: s.serving.clone(),
             recording: s.recording.clone(),
         }
     }

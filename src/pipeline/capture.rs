@@ -14,6 +14,7 @@ use tracing::debug;
 
 use super::feed::{FeedSlot, Pushed};
 use super::h264::contains_idr;
+use super::picture::PictureTap;
 use super::{Counters, PipelineError, add_and_link, encoded_tail, make};
 use crate::encoder::{self, ENCODER_NAME, EncoderSpec};
 
@@ -27,6 +28,8 @@ pub struct CaptureParams {
     pub framerate: u32,
     /// For a camera: the device and the format chosen for it.
     pub camera: Option<CameraSource>,
+    /// Draw the local time on the picture (when `clockoverlay` is installed).
+    pub clock_overlay: bool,
 }
 
 /// A V4L2 camera as the pipeline opens it.
@@ -41,12 +44,23 @@ pub struct CameraSource {
     pub passthrough: bool,
 }
 
+/// Whose raw picture a capture pipeline offers, and takes.
+#[derive(Clone)]
+pub struct Pictures {
+    /// Where this stream's raw frames are offered to its sub-streams.
+    pub offer: Arc<PictureTap>,
+    /// For a sub-stream (`stream:<id>` source): the picture it takes.
+    pub take: Option<Arc<PictureTap>>,
+}
+
 /// A built capture pipeline.
 pub struct Capture {
     pipeline: gst::Pipeline,
     appsink: gst_app::AppSink,
     snapshots: Arc<Snapshots>,
     raw_pad: Option<gst::Pad>,
+    /// The picture this (sub-stream's) pipeline takes, and its place there.
+    taking: Option<(Arc<PictureTap>, u64)>,
 }
 
 /// Waiters for the next raw frame. The probe that serves them costs one atomic load
@@ -64,39 +78,67 @@ impl Capture {
         spec: &EncoderSpec,
         counters: Arc<Counters>,
         slot: Arc<FeedSlot>,
+        pictures: Pictures,
     ) -> Result<Capture, PipelineError> {
         let pipeline = gst::Pipeline::with_name("capture");
         pipeline.use_clock(Some(&gst::SystemClock::obtain()));
-        let (source, source_caps) = match &params.camera {
-            Some(camera) => (
-                gst::ElementFactory::make("v4l2src")
-                    .property("device", camera.device.to_string_lossy().as_ref())
-                    .build()
-                    .map_err(|_| PipelineError::Element("v4l2src"))?,
-                camera.caps.clone(),
-            ),
-            None => (
+        let mut taking = None;
+        let scaled_caps = || {
+            format!(
+                "video/x-raw,width={},height={},framerate={}/1",
+                params.width, params.height, params.framerate
+            )
+        };
+        let mut chain = Vec::new();
+        let source_caps = match (&params.camera, &pictures.take) {
+            (Some(camera), _) => {
+                chain.push(
+                    gst::ElementFactory::make("v4l2src")
+                        .property("device", camera.device.to_string_lossy().as_ref())
+                        .build()
+                        .map_err(|_| PipelineError::Element("v4l2src"))?,
+                );
+                camera.caps.clone()
+            }
+            (None, Some(picture)) => {
+                // Another stream's raw frames, timestamped on arrival, then thinned and
+                // scaled to this stream's rate and size.
+                let appsrc = gst_app::AppSrc::builder()
+                    .is_live(true)
+                    .format(gst::Format::Time)
+                    .do_timestamp(true)
+                    .build();
+                let rate = make("videorate")?;
+                rate.set_property("drop-only", true);
+                chain.extend([appsrc.clone().upcast(), rate, make("videoscale")?]);
+                taking = Some((picture.clone(), picture.attach(appsrc)));
+                scaled_caps()
+            }
+            (None, None) => {
+                chain.push(
                 gst::ElementFactory::make("videotestsrc")
                     .property("is-live", true)
                     .property_from_str(
                         "pattern",
                         crate::config::test_pattern(&params.source).unwrap_or("ball"),
                     )
-                    .build()
-                    .map_err(|_| PipelineError::Element("videotestsrc"))?,
-                format!(
-                    "video/x-raw,width={},height={},framerate={}/1",
-                    params.width, params.height, params.framerate
-                ),
-            ),
+                        .build()
+                        .map_err(|_| PipelineError::Element("videotestsrc"))?,
+                );
+                scaled_caps()
+            }
         };
-        let mut chain = vec![source.clone(), encoder::capsfilter(&source_caps)?];
+        let source_filter = encoder::capsfilter(&source_caps)?;
+        chain.push(source_filter.clone());
         let passthrough = params.camera.as_ref().is_some_and(|c| c.passthrough);
         let input = if passthrough {
             None
         } else {
             if params.camera.as_ref().is_some_and(|c| c.jpeg) {
                 chain.push(make("jpegdec")?);
+            }
+            if params.clock_overlay {
+                chain.extend(clock_overlay());
             }
             let input = encoder::capsfilter(&spec.input_caps)?;
             chain.extend([make("videoconvert")?, input.clone()]);
@@ -113,7 +155,7 @@ impl Capture {
         chain.push(appsink.clone().upcast());
         add_and_link(&pipeline, &chain)?;
 
-        if let Some(pad) = source.static_pad("src") {
+        if let Some(pad) = source_filter.static_pad("src") {
             let counters = counters.clone();
             // v4l2src puts the driver's frame sequence number in the buffer offset; a gap
             // means the driver dropped frames.
@@ -136,11 +178,17 @@ impl Capture {
         let raw_pad = input.and_then(|i| i.static_pad("src"));
         if let Some(pad) = &raw_pad {
             let snapshots = snapshots.clone();
+            let offer = pictures.offer;
             pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
-                if snapshots.armed.load(Ordering::Relaxed)
-                    && let Some(buffer) = info.buffer()
-                {
-                    snapshots.serve(pad, buffer);
+                if let Some(buffer) = info.buffer() {
+                    if snapshots.armed.load(Ordering::Relaxed) {
+                        snapshots.serve(pad, buffer);
+                    }
+                    if offer.wanted()
+                        && let Some(caps) = pad.current_caps()
+                    {
+                        offer.offer(buffer, &caps);
+                    }
                 }
                 gst::PadProbeReturn::Ok
             });
@@ -171,6 +219,7 @@ impl Capture {
             appsink,
             snapshots,
             raw_pad,
+            taking,
         })
     }
 
@@ -223,7 +272,14 @@ impl Capture {
 
     /// Stops and releases the pipeline (and the camera). Blocking.
     pub fn stop(&self) {
+        self.stop_taking();
         let _ = self.pipeline.set_state(gst::State::Null);
+    }
+
+    fn stop_taking(&self) {
+        if let Some((picture, port)) = &self.taking {
+            picture.detach(*port);
+        }
     }
 
     pub fn pipeline(&self) -> &gst::Pipeline {
@@ -253,6 +309,7 @@ impl Drop for Capture {
     /// threads: a capture dropped without [`Capture::stop`] (a start abandoned while its
     /// thread was still building it) stops here, on whichever thread drops it.
     fn drop(&mut self) {
+        self.stop_taking();
         let _ = self.pipeline.set_state(gst::State::Null);
     }
 }
@@ -274,6 +331,23 @@ impl Snapshots {
             let _ = waiter.send(sample.clone());
         }
     }
+}
+
+/// `clockoverlay` showing the local date and time, then a conversion back for the
+/// encoder; nothing when the element is not installed (gstreamer1.0-x on Debian).
+fn clock_overlay() -> Vec<gst::Element> {
+    let Ok(overlay) = gst::ElementFactory::make("clockoverlay").build() else {
+        tracing::warn!("clock_overlay is on but GStreamer's clockoverlay is not installed (Debian: gstreamer1.0-x)");
+        return Vec::new();
+    };
+    overlay.set_property("time-format", "%Y-%m-%d %H:%M:%S");
+    overlay.set_property("shaded-background", true);
+    overlay.set_property_from_str("halignment", "left");
+    overlay.set_property_from_str("valignment", "top");
+    vec![make("videoconvert").ok(), Some(overlay)]
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// Encodes a raw frame as JPEG. Blocking (runs a small conversion pipeline).

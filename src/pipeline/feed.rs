@@ -64,11 +64,7 @@ struct FeedState {
 }
 
 impl Feed {
-    pub(super) fn new(
-        appsrc: gst_app::AppSrc,
-        counters: Arc<Counters>,
-        max_latency: Duration,
-    ) -> Self {
+    pub fn new(appsrc: gst_app::AppSrc, counters: Arc<Counters>, max_latency: Duration) -> Self {
         Feed {
             level_time: appsrc.find_property("current-level-time").is_some(),
             appsrc,
@@ -270,6 +266,8 @@ pub struct FeedSlot {
     next_port: AtomicU64,
     /// A feed was attached: the encoder is asked for a keyframe with the next frame.
     keyframe_wanted: AtomicBool,
+    /// Caps of the last frame handed over (what a new feed's source must announce).
+    caps: Mutex<Option<gst::Caps>>,
     tap: FrameTap,
 }
 
@@ -315,6 +313,21 @@ impl FeedSlot {
             .unwrap_or_default()
     }
 
+    /// Caps of the frames handed over lately; `None` before the first.
+    pub fn caps(&self) -> Option<gst::Caps> {
+        self.caps.lock().ok().and_then(|c| c.clone())
+    }
+
+    fn note_caps(&self, caps: Option<&gst::CapsRef>) {
+        let (Some(caps), Ok(mut known)) = (caps, self.caps.lock()) else {
+            return;
+        };
+        // The same caps object while they do not change: a pointer comparison.
+        if known.as_ref().is_none_or(|k| k.as_ptr() != caps.as_ptr()) {
+            *known = Some(caps.to_owned());
+        }
+    }
+
     /// Where every encoded frame also goes, for recording.
     pub fn tap(&self) -> &FrameTap {
         &self.tap
@@ -331,6 +344,7 @@ impl FeedSlot {
         base: gst::ClockTime,
     ) -> Option<Pushed> {
         let running = running_time(sample, buffer)?;
+        self.note_caps(sample.caps());
         let feeds = self.snapshot();
         if feeds.is_empty() && !self.tap.connected() {
             return None;

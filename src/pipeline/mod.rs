@@ -7,6 +7,7 @@ pub mod counters;
 mod feed;
 pub mod h264;
 mod output;
+mod picture;
 pub mod sei;
 mod slate;
 mod slate_image;
@@ -17,7 +18,8 @@ mod transport_stats;
 use gstreamer as gst;
 
 pub use bus::{BusEvent, bus_events};
-pub use capture::{CameraSource, Capture, CaptureParams, SNAPSHOT_WAIT, encode_jpeg};
+pub use capture::{CameraSource, Capture, CaptureParams, Pictures, SNAPSHOT_WAIT, encode_jpeg};
+pub use picture::{PictureHub, PictureTap};
 pub use counters::{Counters, LatencySummary, RateMeter};
 pub use feed::{Feed, FeedSlot, Port};
 pub use output::{Output, OutputParams, Protocol};

@@ -21,7 +21,8 @@ use super::{Events, next_bus, next_of};
 use crate::camera::{self, Target};
 use crate::encoder::{EncoderKind, EncoderSpec};
 use crate::pipeline::{
-    BusEvent, CameraSource, Capture, CaptureParams, Counters, FeedSlot, Slate, bus_events,
+    BusEvent, CameraSource, Capture, CaptureParams, Counters, FeedSlot, Pictures, Slate,
+    bus_events,
 };
 use crate::policy::{CapturePolicy, Frames, Origin, Reason};
 
@@ -69,6 +70,7 @@ pub(super) struct CaptureSide {
     pub spec: EncoderSpec,
     counters: Arc<Counters>,
     slot: Arc<FeedSlot>,
+    pictures: Pictures,
     pub policy: CapturePolicy,
     running: Option<Running>,
     starting: Option<BoxFuture<'static, Result<Started, Failed>>>,
@@ -85,14 +87,21 @@ struct Running {
     started_at: SystemTime,
 }
 
+/// Where a capture side's frames go: the stream's counters, the slot its encoded frames
+/// are handed to, and the raw pictures it offers and takes.
+pub(super) struct Wiring {
+    pub counters: Arc<Counters>,
+    pub slot: Arc<FeedSlot>,
+    pub pictures: Pictures,
+}
+
 impl CaptureSide {
     pub fn new(
         id: String,
         params: CaptureParams,
         controls: BTreeMap<String, serde_json::Value>,
         spec: EncoderSpec,
-        counters: Arc<Counters>,
-        slot: Arc<FeedSlot>,
+        wiring: Wiring,
         policy: CapturePolicy,
     ) -> Self {
         CaptureSide {
@@ -101,8 +110,9 @@ impl CaptureSide {
             controls,
             camera: None,
             spec,
-            counters,
-            slot,
+            counters: wiring.counters,
+            slot: wiring.slot,
+            pictures: wiring.pictures,
             policy,
             running: None,
             starting: None,
@@ -146,12 +156,13 @@ impl CaptureSide {
         let spec = self.spec.clone();
         let counters = self.counters.clone();
         let slot = self.slot.clone();
+        let pictures = self.pictures.clone();
         let controls = self.controls.clone();
         let slate = self.slate.take();
         let id = self.id.clone();
         self.starting = Some(
             async move {
-                let camera = if crate::config::test_pattern(&params.source).is_none() {
+                let camera = if crate::config::is_camera(&params.source) {
                     match open(&id, &params, spec.kind).await {
                         Ok(camera) => {
                             params.camera = Some(camera_source(&camera));
@@ -171,7 +182,7 @@ impl CaptureSide {
                 // keyframe.
                 slot.new_capture();
                 let built = tokio::task::spawn_blocking(move || {
-                    let capture = Capture::build(&params, &spec, counters, slot)?;
+                    let capture = Capture::build(&params, &spec, counters, slot, pictures)?;
                     let events = bus_events(capture.pipeline());
                     capture.start().inspect_err(|_| capture.stop())?;
                     Ok::<_, crate::pipeline::PipelineError>((capture, events))

@@ -150,6 +150,8 @@ pub struct StreamStats {
     /// Every output: `main` (the stream's `upstream` list) first, then the
     /// `[[stream.output]]` destinations.
     pub outputs: Vec<super::OutputStats>,
+    /// The local RTSP server's clients of this stream, when it is served.
+    pub serving: Option<crate::serve::ServeStats>,
     /// Local recording and backfill, when the stream records or has recordings.
     pub recording: Option<super::recording_side::RecordingStats>,
 }

@@ -2,33 +2,40 @@
 //! recording side around one `FeedSlot`, each with its policy's timing from the
 //! stream's configuration.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::capture_side::CaptureSide;
+use super::capture_side::{CaptureSide, Wiring};
 use super::extra_outputs::{ExtraOutput, ExtraOutputs};
 use super::output_side::OutputSide;
 use super::recording_side::RecordingSide;
 use super::stream::{Sides, StreamSupervisor};
 use crate::config::StreamConfig;
 use crate::encoder::Selection;
-use crate::pipeline::{CaptureParams, FeedSlot};
+use crate::pipeline::{CaptureParams, Pictures};
 use crate::policy::{CapturePolicy, CaptureTiming, OutputPolicy, OutputTiming};
 
 impl StreamSupervisor {
     pub(super) fn make_sides(&mut self, selection: &Selection) -> Sides {
         let c = &self.config.clone();
         let now = Instant::now();
-        let slot = Arc::new(FeedSlot::default());
+        let slot = self.slot.clone();
+        let parent = crate::config::parent_stream(&c.source);
         let capture_timing = CaptureTiming {
             stall_timeout: Duration::from_secs(u64::from(c.stall_timeout_s)),
             escalate_after: match self.tuning.escalate_after {
+                // A sub-stream without frames waits for its parent stream, whose own
+                // capture is what the watchdog looks at.
+                _ if parent.is_some() => u32::MAX,
                 0 => CaptureTiming::default().escalate_after,
                 n => n,
             },
             ..CaptureTiming::default()
+        };
+        let pictures = Pictures {
+            offer: self.tuning.pictures.tap(&c.id),
+            take: parent.map(|p| self.tuning.pictures.tap(p)),
         };
         let output_timing = OutputTiming {
             backoff_cap: Duration::from_secs(u64::from(c.reconnect_backoff_max_s)),
@@ -70,8 +77,11 @@ impl StreamSupervisor {
                 capture_params(c),
                 c.controls.clone(),
                 selection.kind.spec(&self.params()),
-                self.counters.clone(),
-                slot.clone(),
+                Wiring {
+                    counters: self.counters.clone(),
+                    slot: slot.clone(),
+                    pictures,
+                },
                 CapturePolicy::new(capture_timing, fastrand::Rng::new(), now),
             ),
             output: OutputSide::new(
@@ -103,5 +113,6 @@ fn capture_params(c: &StreamConfig) -> CaptureParams {
         height: c.height,
         framerate: c.framerate,
         camera: None,
+        clock_overlay: c.clock_overlay,
     }
 }

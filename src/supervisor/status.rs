@@ -134,6 +134,7 @@ impl StreamSupervisor {
                 all.extend(s.outputs.stats(now));
                 all
             }),
+            serving: self.serving().map(crate::serve::ServeInfo::stats),
             recording: sides.and_then(|s| s.recording.stats()),
         }
     }

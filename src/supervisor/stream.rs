@@ -26,7 +26,8 @@ use super::recording_side::{RecordingEvent, RecordingSide};
 use crate::config::StreamConfig;
 use crate::encoder::{EncoderError, EncoderKind, EncoderParams, Rejection, Selection, Selector};
 use crate::events::{Events, Kind, Level};
-use crate::pipeline::{Counters, RateMeter};
+use crate::pipeline::{Counters, FeedSlot, RateMeter};
+use crate::serve::ServeInfo;
 use crate::policy::{BitrateChange, BitratePolicy, CaptureAction, Reason, State, Status};
 
 const TICK: Duration = Duration::from_millis(200);
@@ -37,7 +38,7 @@ const STOP_BUDGET: Duration = Duration::from_millis(1400);
 pub const BITRATE_RANGE: std::ops::RangeInclusive<u32> = crate::config::BITRATE_KBPS;
 
 /// Settings of a supervisor that do not come from its stream's configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Tuning {
     /// Failed capture runs in a row (device present) after which the stream counts as
     /// escalated to the watchdog; 0 keeps the policy's default.
@@ -47,6 +48,8 @@ pub struct Tuning {
     pub hang: bool,
     /// The daemon's state directory (recordings live under it).
     pub state_dir: std::path::PathBuf,
+    /// Every stream's raw picture, for sub-streams (`stream:<id>` sources).
+    pub pictures: Arc<crate::pipeline::PictureHub>,
 }
 
 /// Owns one stream from configuration to shutdown.
@@ -74,6 +77,11 @@ pub struct StreamSupervisor {
     pub(super) tuning: Tuning,
     /// Counters of the `[[stream.output]]` destinations by name (totals outlive runs).
     pub(super) output_counters: std::collections::HashMap<String, Arc<Counters>>,
+    /// Where the encoded frames go, for the stream's whole life: the outputs of each run
+    /// attach to it, and so do the local server's clients, who outlive runs.
+    pub(super) slot: Arc<FeedSlot>,
+    /// The local server serves this stream.
+    serving: Option<ServeInfo>,
 }
 
 /// What the stream is doing.
@@ -156,8 +164,24 @@ impl StreamSupervisor {
             tracker,
             tuning,
             output_counters: std::collections::HashMap::new(),
+            slot: Arc::new(FeedSlot::default()),
+            serving: None,
         };
         (sup, handle)
+    }
+
+    /// The slot the stream's encoded frames are handed to.
+    pub fn slot(&self) -> Arc<FeedSlot> {
+        self.slot.clone()
+    }
+
+    /// The local server serves this stream (`info` is what its statistics report).
+    pub fn set_serving(&mut self, info: ServeInfo) {
+        self.serving = Some(info);
+    }
+
+    pub(super) fn serving(&self) -> Option<&ServeInfo> {
+        self.serving.as_ref()
     }
 
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), SupervisorError> {
