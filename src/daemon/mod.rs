@@ -67,9 +67,13 @@ pub async fn run(config: Config, config_path: PathBuf, shutdown: CancellationTok
         events.clone(),
         tracker.clone(),
         shutdown.clone(),
-        config.watchdog_capture_failures,
+        crate::supervisor::Tuning {
+            escalate_after: config.watchdog_capture_failures,
+            hang: false,
+            state_dir: config.state_dir(),
+            pictures: Arc::default(),
+        },
         std::env::var(HANG_STREAM_ENV).ok(),
-        config.state_dir(),
         serving,
     );
     for stream in config.streams.iter().cloned() {
@@ -179,6 +183,7 @@ fn start_server(
             return None;
         }
     };
+    tracker.spawn(serving.clone().sample(shutdown.clone()));
     let shutdown = shutdown.clone();
     tracker.spawn(async move {
         shutdown.cancelled().await;

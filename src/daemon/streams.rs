@@ -21,15 +21,13 @@ pub(super) struct Streams {
     events: Events,
     tracker: TaskTracker,
     shutdown: CancellationToken,
-    escalate_after: u32,
+    /// What every stream's supervisor is tuned with (escalation, state directory, the
+    /// raw pictures shared with sub-streams).
+    tuning: Tuning,
     /// The stream whose supervisor is made to hang (fault injection for tests).
     hang: Option<String>,
-    /// Where streams keep their recordings.
-    state_dir: std::path::PathBuf,
     /// The local RTSP server, when it runs.
     serving: Option<Serving>,
-    /// Every stream's raw picture, for sub-streams.
-    pictures: Arc<crate::pipeline::PictureHub>,
     running: Vec<(StreamHandle, CancellationToken)>,
     list: watch::Sender<Vec<StreamHandle>>,
 }
@@ -40,9 +38,8 @@ impl Streams {
         events: Events,
         tracker: TaskTracker,
         shutdown: CancellationToken,
-        escalate_after: u32,
+        tuning: Tuning,
         hang: Option<String>,
-        state_dir: std::path::PathBuf,
         serving: Option<Serving>,
     ) -> Self {
         Streams {
@@ -50,11 +47,9 @@ impl Streams {
             events,
             tracker,
             shutdown,
-            escalate_after,
+            tuning,
             hang,
-            state_dir,
             serving,
-            pictures: Arc::default(),
             running: Vec::new(),
             list: watch::channel(Vec::new()).0,
         }
@@ -70,10 +65,8 @@ impl Streams {
 
     pub fn spawn(&mut self, config: StreamConfig) {
         let tuning = Tuning {
-            escalate_after: self.escalate_after,
             hang: self.hang.as_deref() == Some(config.id.as_str()),
-            state_dir: self.state_dir.clone(),
-            pictures: self.pictures.clone(),
+            ..self.tuning.clone()
         };
         let serve = config.serve.then_some(self.serving.as_ref()).flatten();
         let latency = std::time::Duration::from_millis(u64::from(config.max_latency_ms));

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::sync::{LazyLock, Mutex};
 
-use nix::sys::socket::{SockaddrLike, SockaddrStorage, getpeername};
+use nix::sys::socket::{SockaddrLike, SockaddrStorage, getpeername, getsockname};
 
 use super::TransportReport;
 
@@ -27,6 +27,24 @@ pub struct TcpSocket {
 impl TcpSocket {
     /// The connection to one of `peers` not taken by another session, if any.
     pub fn find(peers: &[SocketAddr]) -> Option<TcpSocket> {
+        TcpSocket::claim(|fd| {
+            getpeername::<SockaddrStorage>(fd)
+                .is_ok_and(|peer| peers.iter().any(|p| same_address(&peer, p)))
+        })
+    }
+
+    /// A connection accepted on local `port` not taken yet: called as a server accepts
+    /// a client (before it accepts another), it is that client's.
+    pub fn accepted(port: u16) -> Option<TcpSocket> {
+        TcpSocket::claim(|fd| {
+            getpeername::<SockaddrStorage>(fd).is_ok()
+                && getsockname::<SockaddrStorage>(fd)
+                    .is_ok_and(|local| local_port(&local) == Some(port))
+        })
+    }
+
+    /// The first socket of this process not taken by a session that `wanted` accepts.
+    fn claim(wanted: impl Fn(RawFd) -> bool) -> Option<TcpSocket> {
         let mut claimed = CLAIMED.lock().ok()?;
         for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
             let Some(fd) = entry
@@ -39,16 +57,11 @@ impl TcpSocket {
             let Some(inode) = socket_inode(fd) else {
                 continue;
             };
-            if claimed.contains(&inode) {
+            if claimed.contains(&inode) || !wanted(fd) {
                 continue;
             }
-            let Ok(peer) = getpeername::<SockaddrStorage>(fd) else {
-                continue;
-            };
-            if peers.iter().any(|p| same_address(&peer, p)) {
-                claimed.insert(inode);
-                return Some(TcpSocket { fd, inode });
-            }
+            claimed.insert(inode);
+            return Some(TcpSocket { fd, inode });
         }
         None
     }
@@ -94,6 +107,12 @@ fn socket_inode(fd: RawFd) -> Option<u64> {
         .strip_suffix(']')?
         .parse()
         .ok()
+}
+
+fn local_port(a: &SockaddrStorage) -> Option<u16> {
+    a.as_sockaddr_in()
+        .map(|a| a.port())
+        .or_else(|| a.as_sockaddr_in6().map(|a| a.port()))
 }
 
 fn same_address(a: &SockaddrStorage, b: &SocketAddr) -> bool {

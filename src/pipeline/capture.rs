@@ -116,12 +116,12 @@ impl Capture {
             }
             (None, None) => {
                 chain.push(
-                gst::ElementFactory::make("videotestsrc")
-                    .property("is-live", true)
-                    .property_from_str(
-                        "pattern",
-                        crate::config::test_pattern(&params.source).unwrap_or("ball"),
-                    )
+                    gst::ElementFactory::make("videotestsrc")
+                        .property("is-live", true)
+                        .property_from_str(
+                            "pattern",
+                            crate::config::test_pattern(&params.source).unwrap_or("ball"),
+                        )
                         .build()
                         .map_err(|_| PipelineError::Element("videotestsrc"))?,
                 );
@@ -337,7 +337,9 @@ impl Snapshots {
 /// encoder; nothing when the element is not installed (gstreamer1.0-x on Debian).
 fn clock_overlay() -> Vec<gst::Element> {
     let Ok(overlay) = gst::ElementFactory::make("clockoverlay").build() else {
-        tracing::warn!("clock_overlay is on but GStreamer's clockoverlay is not installed (Debian: gstreamer1.0-x)");
+        tracing::warn!(
+            "clock_overlay is on but GStreamer's clockoverlay is not installed (Debian: gstreamer1.0-x)"
+        );
         return Vec::new();
     };
     overlay.set_property("time-format", "%Y-%m-%d %H:%M:%S");

@@ -106,7 +106,8 @@ impl Feed {
         self.written.load(Ordering::Relaxed)
     }
 
-    pub(super) fn on_written(&self, bytes: usize) {
+    /// Counts bytes handed to this session's transport.
+    pub fn on_written(&self, bytes: usize) {
         self.written.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
@@ -195,6 +196,11 @@ impl Feed {
         if self.appsrc.current_level_bytes() > MAX_QUEUED_BYTES {
             // Not draining at all, whatever the measured backlog says.
             if !st.congested {
+                tracing::debug!(
+                    queued_bytes = self.appsrc.current_level_bytes(),
+                    queued_ms = self.queued().time.as_millis() as u64,
+                    "queue over its byte bound"
+                );
                 self.counters
                     .congestion_episodes
                     .fetch_add(1, Ordering::Relaxed);
@@ -268,6 +274,9 @@ pub struct FeedSlot {
     keyframe_wanted: AtomicBool,
     /// Caps of the last frame handed over (what a new feed's source must announce).
     caps: Mutex<Option<gst::Caps>>,
+    /// The stream is stopped while its capture runs on for its sub-streams: nothing is
+    /// handed over.
+    paused: AtomicBool,
     tap: FrameTap,
 }
 
@@ -291,6 +300,11 @@ impl FeedSlot {
         if let Ok(mut feeds) = self.feeds.lock() {
             feeds.retain(|(p, _)| *p != port);
         }
+    }
+
+    /// Hands nothing over while `paused`.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Relaxed);
     }
 
     /// Whether any feed is attached.
@@ -343,6 +357,9 @@ impl FeedSlot {
         buffer: &gst::Buffer,
         base: gst::ClockTime,
     ) -> Option<Pushed> {
+        if self.paused.load(Ordering::Relaxed) {
+            return None;
+        }
         let running = running_time(sample, buffer)?;
         self.note_caps(sample.caps());
         let feeds = self.snapshot();

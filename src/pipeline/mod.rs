@@ -19,10 +19,10 @@ use gstreamer as gst;
 
 pub use bus::{BusEvent, bus_events};
 pub use capture::{CameraSource, Capture, CaptureParams, Pictures, SNAPSHOT_WAIT, encode_jpeg};
-pub use picture::{PictureHub, PictureTap};
 pub use counters::{Counters, LatencySummary, RateMeter};
 pub use feed::{Feed, FeedSlot, Port};
 pub use output::{Output, OutputParams, Protocol};
+pub use picture::{PictureHub, PictureTap};
 pub use slate::{SLATE_FPS, Slate};
 pub use tap::{FrameTap, TappedFrame};
 

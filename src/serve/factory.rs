@@ -17,7 +17,9 @@ use rtsp::prelude::*;
 use rtsp::subclass::prelude::*;
 use tracing::{debug, info};
 
-use super::registry::{Registry, Served};
+use super::connections::Connections;
+use super::registry::{Registry, Served, ServedSession};
+use crate::delivery::DeliveryMeter;
 use crate::pipeline::{Counters, Feed};
 
 glib::wrapper! {
@@ -25,10 +27,13 @@ glib::wrapper! {
 }
 
 impl StreamFactory {
-    pub fn new(id: &str, registry: Arc<Registry>) -> Self {
+    pub fn new(id: &str, registry: Arc<Registry>, connections: Connections) -> Self {
         let factory: Self = glib::Object::new();
         // A fresh object: the cell is empty.
-        let _ = factory.imp().source.set((id.to_owned(), registry));
+        let _ = factory
+            .imp()
+            .source
+            .set((id.to_owned(), registry, connections));
         factory.set_shared(false);
         factory.set_suspend_mode(rtsp::RTSPSuspendMode::None);
         factory
@@ -56,7 +61,7 @@ fn media_bin(caps: &gst::Caps) -> Result<gst::Element, glib::BoolError> {
 }
 
 /// Feeds a new client's media from the stream's slot until the media is unprepared.
-fn feed_media(id: &str, served: &Served, media: &rtsp::RTSPMedia) {
+fn feed_media(id: &str, served: &Served, connections: &Connections, media: &rtsp::RTSPMedia) {
     let Some(appsrc) = media
         .element()
         .downcast::<gst::Bin>()
@@ -67,33 +72,53 @@ fn feed_media(id: &str, served: &Served, media: &rtsp::RTSPMedia) {
         debug!(stream = %id, "served media without its appsrc");
         return;
     };
+    let feed = Arc::new(Feed::new(
+        appsrc.clone(),
+        served.counters.frames.clone(),
+        served.max_latency,
+    ));
     if let Some(pad) = appsrc.static_pad("src") {
-        let frames = served.counters.frames.clone();
+        let (frames, feed) = (served.counters.frames.clone(), Arc::downgrade(&feed));
         pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
             if let Some(buffer) = info.buffer() {
                 frames.frames_sent.fetch_add(1, Ordering::Relaxed);
                 frames
                     .bytes_sent
                     .fetch_add(buffer.size() as u64, Ordering::Relaxed);
+                if let Some(feed) = feed.upgrade() {
+                    feed.on_written(buffer.size());
+                }
             }
             gst::PadProbeReturn::Ok
         });
     }
-    let feed = Arc::new(Feed::new(
-        appsrc,
-        served.counters.frames.clone(),
-        served.max_latency,
-    ));
     let port = served.slot.port();
+    // The client's TCP connection (read when the client sends its media over it).
+    let socket = rtsp::RTSPContext::with_current_context(|ctx| {
+        ctx.client().and_then(|c| connections.get(c))
+    })
+    .flatten();
+    if let Ok(mut sessions) = served.sessions.lock() {
+        sessions.push(ServedSession {
+            port,
+            feed: feed.clone(),
+            meter: DeliveryMeter::new(tokio::time::Instant::now(), socket.is_some()),
+            socket,
+        });
+    }
     served.slot.attach(port, feed);
     let counters = served.counters.clone();
     counters.sessions.fetch_add(1, Ordering::Relaxed);
     counters.sessions_total.fetch_add(1, Ordering::Relaxed);
     info!(stream = %id, clients = Counters::get(&counters.sessions), "serving a client");
     let (slot, ended, id) = (served.slot.clone(), AtomicBool::new(false), id.to_owned());
+    let sessions = served.sessions.clone();
     media.connect_unprepared(move |_| {
         if !ended.swap(true, Ordering::Relaxed) {
             slot.detach(port);
+            if let Ok(mut sessions) = sessions.lock() {
+                sessions.retain(|s| s.port != port);
+            }
             let left = counters.sessions.fetch_sub(1, Ordering::Relaxed) - 1;
             info!(stream = %id, clients = left, "client session ended");
         }
@@ -107,8 +132,8 @@ mod imp {
 
     #[derive(Default)]
     pub struct StreamFactory {
-        /// The stream id and where its slot is found.
-        pub(super) source: OnceLock<(String, Arc<Registry>)>,
+        /// The stream id, where its slot is found, and the clients' connections.
+        pub(super) source: OnceLock<(String, Arc<Registry>, Connections)>,
     }
 
     #[glib::object_subclass]
@@ -122,7 +147,7 @@ mod imp {
 
     impl RTSPMediaFactoryImpl for StreamFactory {
         fn create_element(&self, _url: &rtsp::gst_rtsp::RTSPUrl) -> Option<gst::Element> {
-            let (id, registry) = self.source.get()?;
+            let (id, registry, _) = self.source.get()?;
             let caps = registry.get(id)?.slot.caps();
             if caps.is_none() {
                 info!(stream = %id, "client refused: the stream has not encoded a frame yet");
@@ -132,10 +157,10 @@ mod imp {
 
         fn configure(&self, media: &rtsp::RTSPMedia) {
             self.parent_configure(media);
-            if let Some((id, registry)) = self.source.get()
+            if let Some((id, registry, connections)) = self.source.get()
                 && let Some(served) = registry.get(id)
             {
-                feed_media(id, &served, media);
+                feed_media(id, &served, connections, media);
             }
         }
     }

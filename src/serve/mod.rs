@@ -3,6 +3,7 @@
 //! from the same slot as the push outputs (no second encode), through a media of its
 //! own, so that one slow client drops frames for itself only.
 
+mod connections;
 mod factory;
 mod registry;
 mod server;
@@ -10,7 +11,7 @@ mod server;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use registry::{Registry, ServeStats, Served, ServedCounters};
+pub use registry::{Registry, ServeStats, Served, ServedCounters, ServedSession};
 pub use server::RtspServer;
 
 use crate::pipeline::FeedSlot;
@@ -37,7 +38,25 @@ impl ServeInfo {
     }
 }
 
+/// How often the clients' connections are read.
+const SAMPLE_EVERY: Duration = Duration::from_millis(200);
+
 impl Serving {
+    /// Reads every client's connection every [`SAMPLE_EVERY`] until `shutdown`.
+    pub async fn sample(self, shutdown: tokio_util::sync::CancellationToken) {
+        let mut tick = tokio::time::interval(SAMPLE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let registry = self.registry.clone();
+            let now = tokio::time::Instant::now();
+            let _ = tokio::task::spawn_blocking(move || registry.sample(now)).await;
+        }
+    }
+
     /// Serves stream `id` from `slot` at `/<id>`.
     pub fn offer(&self, id: &str, slot: Arc<FeedSlot>, max_latency: Duration) -> ServeInfo {
         let counters = self.registry.offer(id, slot, max_latency);

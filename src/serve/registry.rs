@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::pipeline::{Counters, FeedSlot};
+use crate::delivery::{DeliveryMeter, TcpSocket};
+use crate::pipeline::{Counters, Feed, FeedSlot, Port};
 
 /// One served stream.
 #[derive(Clone)]
@@ -19,6 +20,17 @@ pub struct Served {
     pub slot: Arc<FeedSlot>,
     pub max_latency: Duration,
     pub counters: Arc<ServedCounters>,
+    /// The clients being fed, for the sampler that measures what each one's connection
+    /// takes.
+    pub sessions: Arc<Mutex<Vec<ServedSession>>>,
+}
+
+/// One client's feed and, over TCP, its connection.
+pub struct ServedSession {
+    pub port: Port,
+    pub feed: Arc<Feed>,
+    pub socket: Option<Arc<TcpSocket>>,
+    pub meter: DeliveryMeter,
 }
 
 /// Counters of a stream's served sessions (every client's frames together).
@@ -43,8 +55,10 @@ pub struct ServeStats {
     pub clients_total: u64,
     pub frames_sent: u64,
     pub bytes_sent: u64,
-    /// Frames dropped for slow clients (each client's own latency bound).
+    /// Frames dropped for slow clients (each client's own latency bound), and how often a
+    /// client started dropping.
     pub dropped: u64,
+    pub slow_episodes: u64,
 }
 
 #[derive(Default)]
@@ -54,7 +68,12 @@ pub struct Registry {
 
 impl Registry {
     /// Makes `id` servable from `slot`; returns its counters.
-    pub fn offer(&self, id: &str, slot: Arc<FeedSlot>, max_latency: Duration) -> Arc<ServedCounters> {
+    pub fn offer(
+        &self,
+        id: &str,
+        slot: Arc<FeedSlot>,
+        max_latency: Duration,
+    ) -> Arc<ServedCounters> {
         let counters = Arc::new(ServedCounters::default());
         if let Ok(mut streams) = self.streams.lock() {
             streams.insert(
@@ -63,6 +82,7 @@ impl Registry {
                     slot,
                     max_latency,
                     counters: counters.clone(),
+                    sessions: Arc::default(),
                 },
             );
         }
@@ -79,6 +99,41 @@ impl Registry {
     pub fn get(&self, id: &str) -> Option<Served> {
         self.streams.lock().ok()?.get(id).cloned()
     }
+
+    /// Reads every client's connection and queue, and gives each feed the backlog its
+    /// connection holds: a client that reads slower than the stream is caught by its
+    /// feed's latency bound within a second, not once the kernel's send buffer (up to
+    /// megabytes) is full. Blocking (GStreamer and socket calls).
+    pub fn sample(&self, now: tokio::time::Instant) {
+        let all: Vec<Served> = match self.streams.lock() {
+            Ok(streams) => streams.values().cloned().collect(),
+            Err(_) => return,
+        };
+        for served in all {
+            let Ok(mut sessions) = served.sessions.lock() else {
+                continue;
+            };
+            for s in sessions.iter_mut() {
+                let queued = s.feed.queued();
+                let report = s.socket.as_ref().and_then(|socket| socket.report());
+                let snapshot = s
+                    .meter
+                    .record(now, s.feed.written(), queued, report.as_ref());
+                let estimate = (snapshot.backlog_ms / 1000.0 - queued.time.as_secs_f64()).max(0.0);
+                let waiting = snapshot.unsent_bytes + snapshot.in_flight_bytes > 0;
+                // Bytes waiting and nothing acknowledged for a while: the client stopped
+                // reading (the link-rate estimate of a loopback or LAN connection would
+                // drain its backlog in no time). What waits is as old as the silence.
+                let stalled = if waiting {
+                    s.meter.undelivered_for(now)
+                } else {
+                    Duration::ZERO
+                };
+                s.feed
+                    .set_transport_backlog(stalled.max(Duration::from_secs_f64(estimate)));
+            }
+        }
+    }
 }
 
 impl ServedCounters {
@@ -90,7 +145,8 @@ impl ServedCounters {
             clients_total: self.sessions_total.load(Ordering::Relaxed),
             frames_sent: Counters::get(&f.frames_sent),
             bytes_sent: Counters::get(&f.bytes_sent),
-            dropped: Counters::get(&f.dropped),
+            dropped: Counters::get(&f.congestion_drops),
+            slow_episodes: Counters::get(&f.congestion_episodes),
         }
     }
 }

@@ -11,6 +11,7 @@ use gstreamer_rtsp_server as rtsp;
 use rtsp::prelude::*;
 use tracing::{info, warn};
 
+use super::connections::Connections;
 use super::factory::StreamFactory;
 use super::registry::Registry;
 use super::{ServeError, Serving};
@@ -48,18 +49,20 @@ impl RtspServer {
         let mounts = server
             .mount_points()
             .ok_or_else(|| ServeError::Start("the server has no mount points".into()))?;
+        let connections = Connections::default();
         let mounts = Mounts {
             mounts,
             roles: auth.is_some(),
             tls: config.tls(),
+            connections: connections.clone(),
         };
-        limit_clients(&server, config.max_clients);
         let context = glib::MainContext::new();
         let main_loop = glib::MainLoop::new(Some(&context), false);
         server
             .attach(Some(&context))
             .map_err(|e| ServeError::Start(format!("cannot listen on {addr}: {e}")))?;
         let port = u16::try_from(server.bound_port()).unwrap_or(addr.port());
+        watch_clients(&server, config.max_clients, connections, port);
         let thread = {
             let (main_loop, context) = (main_loop.clone(), context.clone());
             std::thread::Builder::new()
@@ -122,11 +125,12 @@ pub(super) struct Mounts {
     /// Clients must have the viewer role (the server authenticates).
     roles: bool,
     tls: bool,
+    connections: Connections,
 }
 
 impl Mounts {
     pub fn mount(&self, id: &str, registry: &Arc<Registry>) {
-        let factory = StreamFactory::new(id, registry.clone());
+        let factory = StreamFactory::new(id, registry.clone(), self.connections.clone());
         if self.roles {
             factory.add_role_from_structure(
                 &gstreamer::Structure::builder(ROLE)
@@ -136,9 +140,8 @@ impl Mounts {
             );
         }
         if self.tls {
-            factory.set_profiles(
-                rtsp::gst_rtsp::RTSPProfile::SAVP | rtsp::gst_rtsp::RTSPProfile::AVP,
-            );
+            factory
+                .set_profiles(rtsp::gst_rtsp::RTSPProfile::SAVP | rtsp::gst_rtsp::RTSPProfile::AVP);
         }
         self.mounts.add_factory(&format!("/{id}"), factory);
     }
@@ -185,13 +188,20 @@ fn auth(config: &ServerConfig, users: &[User]) -> Result<Option<rtsp::RTSPAuth>,
     Ok(Some(auth))
 }
 
-/// Refuses clients beyond `max` at once (closes them as they connect).
-fn limit_clients(server: &rtsp::RTSPServer, max: u32) {
+/// Notes each client's connection as it is accepted on `port`, and refuses clients
+/// beyond `max` at once (closes them as they connect).
+fn watch_clients(server: &rtsp::RTSPServer, max: u32, connections: Connections, port: u16) {
     let connected = Arc::new(AtomicU32::new(0));
     server.connect_client_connected(move |_, client| {
-        let count = connected.clone();
-        client.connect_closed(move |_| {
+        connections.accepted(client, port);
+        // A client that reads slower than the stream fills its own media's queue, where
+        // its feed drops whole frames to the next keyframe (the server's own backlog
+        // would drop RTP packets, leaving broken frames).
+        client.set_drop_backlog(false);
+        let (count, connections) = (connected.clone(), connections.clone());
+        client.connect_closed(move |client| {
             count.fetch_sub(1, Ordering::Relaxed);
+            connections.closed(client);
         });
         if connected.fetch_add(1, Ordering::Relaxed) >= max {
             warn!(max, "RTSP client refused: server.max_clients reached");

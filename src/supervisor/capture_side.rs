@@ -21,8 +21,7 @@ use super::{Events, next_bus, next_of};
 use crate::camera::{self, Target};
 use crate::encoder::{EncoderKind, EncoderSpec};
 use crate::pipeline::{
-    BusEvent, CameraSource, Capture, CaptureParams, Counters, FeedSlot, Pictures, Slate,
-    bus_events,
+    BusEvent, CameraSource, Capture, CaptureParams, Counters, FeedSlot, Pictures, Slate, bus_events,
 };
 use crate::policy::{CapturePolicy, Frames, Origin, Reason};
 

@@ -71,13 +71,26 @@ impl StreamSupervisor {
                 match (&phase, state) {
                     // A failed stream retries its encoder choice on start.
                     (_, State::Failed) => return Some(Exit::Restart(Some(reply))),
+                    // Parked for its sub-streams: a fresh run.
+                    (Phase::Running(s), _) if s.parked => return Some(Exit::Restart(Some(reply))),
                     (Phase::Idle, _) => return Some(Exit::Start(reply)),
                     _ => {
                         let _ = reply.send(Ok(()));
                     }
                 }
             }
-            StreamCommand::Stop(reply) => return Some(Exit::Stop(Some(reply))),
+            StreamCommand::Stop(reply) => {
+                let Phase::Running(s) = phase else {
+                    return Some(Exit::Stop(Some(reply)));
+                };
+                if !self.tuning.pictures.tap(&id).wanted() {
+                    return Some(Exit::Stop(Some(reply)));
+                }
+                if !s.parked {
+                    self.park(s).await;
+                }
+                let _ = reply.send(Ok(()));
+            }
             StreamCommand::Restart(reply) => return Some(Exit::Restart(Some(reply))),
             StreamCommand::Controls(reply) => match camera_device(sides.as_deref()) {
                 Some(device) => {

@@ -21,6 +21,7 @@ impl StreamSupervisor {
         let c = &self.config.clone();
         let now = Instant::now();
         let slot = self.slot.clone();
+        slot.set_paused(false);
         let parent = crate::config::parent_stream(&c.source);
         let capture_timing = CaptureTiming {
             stall_timeout: Duration::from_secs(u64::from(c.stall_timeout_s)),
@@ -102,6 +103,7 @@ impl StreamSupervisor {
             ),
             reselecting: None,
             bitrate: None,
+            parked: false,
         }
     }
 }

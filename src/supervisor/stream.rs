@@ -27,8 +27,8 @@ use crate::config::StreamConfig;
 use crate::encoder::{EncoderError, EncoderKind, EncoderParams, Rejection, Selection, Selector};
 use crate::events::{Events, Kind, Level};
 use crate::pipeline::{Counters, FeedSlot, RateMeter};
-use crate::serve::ServeInfo;
 use crate::policy::{BitrateChange, BitratePolicy, CaptureAction, Reason, State, Status};
+use crate::serve::ServeInfo;
 
 const TICK: Duration = Duration::from_millis(200);
 const COMMAND_QUEUE: usize = 16;
@@ -103,6 +103,9 @@ pub(super) struct Sides {
     pub recording: RecordingSide,
     /// Adaptive bitrate, once the encoder runs (none for passthrough or when off).
     pub bitrate: Option<BitratePolicy>,
+    /// Stopped, but the capture runs on: a sub-stream takes its picture. Outputs and
+    /// recording are stopped and nothing is handed over.
+    pub parked: bool,
     /// Choosing a replacement for an encoder that keeps failing.
     pub(super) reselecting: Option<BoxFuture<'static, Result<Selection, EncoderError>>>,
 }
@@ -352,6 +355,14 @@ impl StreamSupervisor {
                 Woke::Timer => {}
             }
             if let Phase::Running(s) = phase {
+                if s.parked {
+                    if !self.tuning.pictures.tap(&self.config.id).wanted() {
+                        info!(stream = %self.config.id, "no sub-stream takes the picture any more; stopping the capture");
+                        return Exit::Stop(None);
+                    }
+                    self.step_capture(s, Instant::now());
+                    continue;
+                }
                 if let Some(change) = self.step(s) {
                     self.apply_bitrate(s, change).await;
                 }
@@ -421,13 +432,7 @@ impl StreamSupervisor {
             self.report_congestion(s);
             bitrate = self.adapt(s, now);
         }
-        let had_failure = s.capture.policy.failure().is_some();
-        if let Some(action) = s.capture.policy.poll(now, frames) {
-            self.capture_action(s, action);
-        }
-        if had_failure && s.capture.policy.failure().is_none() {
-            info!(stream = %self.config.id, "capture recovered");
-        }
+        self.step_capture(s, now);
         let encoding = s.capture.policy.encoding(now);
         let caps = s.capture.encoded_caps();
         if s.output.step(now, encoding, caps.clone()) {
@@ -459,6 +464,31 @@ impl StreamSupervisor {
         }
         self.was_streaming = streaming;
         bitrate
+    }
+
+    /// Runs the capture policy and carries out what it decides.
+    fn step_capture(&mut self, s: &mut Sides, now: Instant) {
+        let had_failure = s.capture.policy.failure().is_some();
+        if let Some(action) = s.capture.policy.poll(now, s.capture.frames()) {
+            self.capture_action(s, action);
+        }
+        if had_failure && s.capture.policy.failure().is_none() {
+            info!(stream = %self.config.id, "capture recovered");
+        }
+    }
+
+    /// Stops the outputs and the recording of a running stream whose capture must run on
+    /// for its sub-streams.
+    pub(super) async fn park(&mut self, s: &mut Sides) {
+        info!(stream = %self.config.id, "stopped; the capture runs on for the sub-streams that take its picture");
+        s.parked = true;
+        self.slot.set_paused(true);
+        tokio::join!(
+            s.output.stop(STOP_BUDGET),
+            s.outputs.stop(STOP_BUDGET),
+            s.recording.stop(STOP_BUDGET)
+        );
+        self.set(Status::new(State::Stopped));
     }
 
     fn capture_action(&mut self, s: &mut Sides, action: CaptureAction) {

@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod media;
 pub mod mqtt;
 pub mod netns;
+pub mod pull;
 pub mod receiver;
 pub mod recorded;
 pub mod rig;

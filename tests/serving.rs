@@ -1,0 +1,212 @@
+//! The local RTSP server: clients pull each stream at `/<id>` while it is pushed, each
+//! fed from the same encoder; a client that stops reading slows nobody else; users
+//! are checked.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::broker::Broker;
+use support::daemon::{Daemon, stream_config, write_config};
+use support::free_port;
+use support::mqtt::MqttClient;
+use support::pull::{Puller, StalledClient};
+use support::receiver::Receiver;
+
+/// Frames per second a receiver got over its next `lines` stats lines.
+fn push_rate(rx: &mut Receiver, lines: usize) -> f64 {
+    let mut frames = 0;
+    let (mut first, mut last) = (None, 0.0);
+    for _ in 0..lines {
+        let stats = rx
+            .wait_for(|v| v["event"] == "stats", Duration::from_secs(5))
+            .expect("stats line");
+        let t = stats["t"].as_f64().unwrap_or_default();
+        if first.is_some() {
+            frames += stats["window_frames"].as_u64().unwrap_or_default();
+        } else {
+            first = Some(t);
+        }
+        last = t;
+    }
+    frames as f64 / (last - first.unwrap_or(last))
+}
+
+/// Decoded frames per second of each puller over `span`.
+fn pull_rates(pullers: &[Puller], span: Duration) -> Vec<f64> {
+    let before: Vec<u64> = pullers.iter().map(Puller::decoded).collect();
+    let start = Instant::now();
+    std::thread::sleep(span);
+    let took = start.elapsed().as_secs_f64();
+    pullers
+        .iter()
+        .zip(before)
+        .map(|(p, b)| (p.decoded() - b) as f64 / took)
+        .collect()
+}
+
+/// ffprobe's count of decoded frames and size over `seconds` of `url`.
+fn ffprobe(url: &str, seconds: u32) -> Result<(u64, u64, u64), String> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-rtsp_transport",
+            "tcp",
+            "-select_streams",
+            "v",
+        ])
+        .args(["-count_frames", "-read_intervals", &format!("%+{seconds}")])
+        .args([
+            "-show_entries",
+            "stream=width,height,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(url)
+        .output()
+        .map_err(|e| format!("ffprobe: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let fields: Vec<u64> = text.split(',').filter_map(|f| f.parse().ok()).collect();
+    match (out.status.success(), fields.as_slice()) {
+        (true, [w, h, n]) => Ok((*w, *h, *n)),
+        _ => Err(format!(
+            "ffprobe {url}: {} {text} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+    }
+}
+
+fn served_config(port: u16, extra: &str, push: &str) -> String {
+    format!(
+        "device_id = \"bench-01\"\n[server]\nrtsp_listen = \"127.0.0.1:{port}\"\n{extra}\n{}",
+        stream_config("cam0", &[push.to_owned()], 640, 360)
+    )
+}
+
+/// The next `stats` of cam0 whose `serving` object satisfies `pred`.
+fn serving(mqtt: &mut MqttClient, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    mqtt.wait_for(
+        |m| m.topic.ends_with("/cam0/stats") && pred(&m.json()["serving"]),
+        Duration::from_secs(15),
+    )
+    .map(|m| m.json()["serving"].clone())
+    .expect("stats with the serving figures awaited")
+}
+
+#[test]
+fn clients_pull_while_pushing_and_a_stalled_one_slows_nobody() {
+    let broker = Broker::start();
+    let mut mqtt = MqttClient::connect(&broker.url(), &["edgecam/bench-01/#"]);
+    let mut rx = Receiver::start(0, None);
+    let port = free_port();
+    let config = served_config(port, "", &rx.url("/bench-01/cam0")).replace(
+        "[server]",
+        &format!(
+            "[mqtt]\nurl = {:?}\nstats_interval_s = 1\n[server]",
+            broker.url()
+        ),
+    );
+    let mut daemon = Daemon::start(&config, &[]);
+    rx.wait_for(|v| v["event"] == "first_frame", Duration::from_secs(20))
+        .expect("the push starts");
+    let url = format!("rtsp://127.0.0.1:{port}/cam0");
+    let idle = serving(&mut mqtt, |s| s["clients"] == 0);
+    assert_eq!(idle["url"], url.as_str(), "{idle}");
+
+    let pullers: Vec<Puller> = (0..4).map(|_| Puller::start(&url, None)).collect();
+    for (i, p) in pullers.iter().enumerate() {
+        p.wait_decoded(30, Duration::from_secs(15))
+            .unwrap_or_else(|e| panic!("client {i}: {e}; {}", daemon.log()));
+        assert_eq!(
+            p.first_keyframe(),
+            Some(true),
+            "client {i} started at a delta frame"
+        );
+        assert_eq!(p.size(), Some((640, 360)), "client {i}");
+    }
+    let probe = std::thread::spawn({
+        let url = url.clone();
+        move || ffprobe(&url, 3)
+    });
+    let push = push_rate(&mut rx, 6);
+    let (w, h, frames) = probe
+        .join()
+        .expect("ffprobe thread")
+        .expect("ffprobe decodes");
+    assert_eq!((w, h), (640, 360));
+    assert!(frames >= 60, "ffprobe decoded {frames} frames in 3 s");
+    assert!(
+        push >= 0.95 * 30.0,
+        "push at {push:.1} frames/s with 5 clients"
+    );
+
+    let four = serving(&mut mqtt, |s| s["clients"] == 4);
+    assert!(four["bytes_sent"].as_u64() > Some(0), "{four}");
+    assert_eq!(four["dropped"], 0, "nobody is slow yet: {four}");
+
+    let before = pull_rates(&pullers, Duration::from_secs(3));
+    let stalled = StalledClient::start(port, "/cam0");
+    let push = push_rate(&mut rx, 6);
+    let after = pull_rates(&pullers, Duration::from_secs(4));
+    eprintln!(
+        "push {push:.1} frames/s; clients before {before:.1?}, with a stalled one {after:.1?}"
+    );
+    assert!(
+        push >= 0.95 * 30.0,
+        "push at {push:.1} frames/s with a stalled client"
+    );
+    for (i, rate) in after.iter().enumerate() {
+        assert!(
+            *rate >= 0.95 * 30.0,
+            "client {i} at {rate:.1} frames/s: {after:?}"
+        );
+    }
+    for (i, p) in pullers.iter().enumerate() {
+        assert_eq!(p.error(), None, "client {i}");
+    }
+    // The stalled client's frames were dropped for it alone, and counted.
+    let dropping = serving(&mut mqtt, |s| {
+        s["clients"] == 5 && s["dropped"].as_u64() > Some(0)
+    });
+    eprintln!("serving: {dropping}");
+    drop(stalled);
+    drop(pullers);
+    let (status, took) = daemon.terminate(Duration::from_secs(5)).expect("exited");
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+}
+
+#[test]
+fn users_are_checked() {
+    let (_dir, users) = write_config("viewer:correct-horse\n");
+    let mut rx = Receiver::start(0, None);
+    let port = free_port();
+    let extra = format!("users_file = {:?}", users.display().to_string());
+    let _daemon = Daemon::start(&served_config(port, &extra, &rx.url("/bench-01/cam0")), &[]);
+    rx.wait_for(|v| v["event"] == "first_frame", Duration::from_secs(20))
+        .expect("the push starts");
+    let at = |cred: &str| format!("rtsp://{cred}127.0.0.1:{port}/cam0");
+
+    let wrong = ffprobe(&at("viewer:battery-staple@"), 2).expect_err("a wrong password is refused");
+    assert!(wrong.contains("401"), "{wrong}");
+    let none = ffprobe(&at(""), 2).expect_err("no password is refused");
+    assert!(none.contains("401"), "{none}");
+    let (w, h, frames) = ffprobe(&at("viewer:correct-horse@"), 2).expect("the right one decodes");
+    assert_eq!((w, h), (640, 360));
+    assert!(frames >= 30, "{frames} frames in 2 s");
+
+    let p = Puller::start(&at(""), Some(("viewer", "correct-horse")));
+    p.wait_decoded(15, Duration::from_secs(15))
+        .expect("rtspsrc with the right password decodes");
+    let refused = Puller::start(&at(""), Some(("viewer", "wrong")));
+    let error = refused
+        .wait_decoded(1, Duration::from_secs(10))
+        .expect_err("rtspsrc with a wrong password gets nothing");
+    assert!(
+        error.to_lowercase().contains("unauthorized") || error.contains("401"),
+        "{error}"
+    );
+}
