@@ -205,7 +205,10 @@ mod tests {
         assert_eq!(users.len(), 2);
         assert_eq!(users[0].password, "s3cret:with:colons");
         assert_eq!(parse_users("alice\n"), Err((1, "must be user:password")));
-        assert_eq!(parse_users("a:b\na:c\n"), Err((2, "the user is listed twice")));
+        assert_eq!(
+            parse_users("a:b\na:c\n"),
+            Err((2, "the user is listed twice"))
+        );
         assert_eq!(parse_users("a b:c\n").map_err(|e| e.0), Err(1));
         assert!(!format!("{:?}", users[1]).contains("pw"));
     }
@@ -219,20 +222,38 @@ mod tests {
         };
         assert_eq!(s.validate(), Ok(()));
         s.metrics_listen = Some("localhost".into());
-        assert_eq!(s.validate().map_err(|e| e.key), Err("server.metrics_listen".into()));
+        assert_eq!(
+            s.validate().map_err(|e| e.key),
+            Err("server.metrics_listen".into())
+        );
         s.metrics_listen = Some("127.0.0.1:8554".into());
-        assert_eq!(s.validate().map_err(|e| e.key), Err("server.metrics_listen".into()));
+        assert_eq!(
+            s.validate().map_err(|e| e.key),
+            Err("server.metrics_listen".into())
+        );
         s.metrics_listen = None;
         s.max_clients = 0;
-        assert_eq!(s.validate().map_err(|e| e.key), Err("server.max_clients".into()));
+        assert_eq!(
+            s.validate().map_err(|e| e.key),
+            Err("server.max_clients".into())
+        );
         s.max_clients = 4;
         s.tls_cert_file = Some("/nonexistent.pem".into());
-        assert_eq!(s.validate().map_err(|e| e.key), Err("server.tls_key_file".into()));
+        assert_eq!(
+            s.validate().map_err(|e| e.key),
+            Err("server.tls_key_file".into())
+        );
         s.tls_key_file = Some("/nonexistent.key".into());
-        assert_eq!(s.validate().map_err(|e| e.key), Err("server.tls_cert_file".into()));
+        assert_eq!(
+            s.validate().map_err(|e| e.key),
+            Err("server.tls_cert_file".into())
+        );
         s.tls_cert_file = None;
         s.tls_key_file = None;
         s.users_file = Some("/nonexistent/users".into());
-        assert_eq!(s.validate().map_err(|e| e.key), Err("server.users_file".into()));
+        assert_eq!(
+            s.validate().map_err(|e| e.key),
+            Err("server.users_file".into())
+        );
     }
 }

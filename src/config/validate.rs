@@ -68,7 +68,10 @@ pub fn validate(config: &Config) -> Result<(), Invalid> {
 /// A sub-stream takes the raw picture of a stream of this file that encodes one.
 fn check_parent(config: &Config, stream: &StreamConfig, parent: &str) -> Result<(), String> {
     let Some(p) = config.stream(parent) else {
-        return Err(format!("no stream {} to take the picture of", quote(parent)));
+        return Err(format!(
+            "no stream {} to take the picture of",
+            quote(parent)
+        ));
     };
     if p.id == stream.id {
         return Err("a stream cannot take its own picture".into());
@@ -203,7 +206,10 @@ fn validate_outputs(s: &StreamConfig, key: &dyn Fn(&str) -> String) -> Result<()
         if !is_valid_id(&o.name, 32) {
             return Err(Invalid::new(
                 k("name"),
-                format!("{} must be 1-32 characters of A-Z a-z 0-9 _ -", quote(&o.name)),
+                format!(
+                    "{} must be 1-32 characters of A-Z a-z 0-9 _ -",
+                    quote(&o.name)
+                ),
             ));
         }
         if !names.insert(o.name.as_str()) {
@@ -222,7 +228,8 @@ fn validate_outputs(s: &StreamConfig, key: &dyn Fn(&str) -> String) -> Result<()
             ));
         }
         for (n, u) in o.upstream.iter().enumerate() {
-            check_upstream_url(u).map_err(|why| Invalid::new(format!("{}[{n}]", k("upstream")), why))?;
+            check_upstream_url(u)
+                .map_err(|why| Invalid::new(format!("{}[{n}]", k("upstream")), why))?;
         }
     }
     Ok(())
