@@ -97,25 +97,25 @@ fn counters(f: &mut Families, l: &Labels, s: &StreamStats) {
     c(
         f,
         "edgecam_stream_frames_sent_total",
-        "Encoded frames handed to the publish session, over all sessions.",
+        "Frames handed to the output's sink or muxer, over all sessions (the camera-offline picture included).",
         s.frames_sent,
     );
     c(
         f,
         "edgecam_stream_sent_bytes_total",
-        "Bytes of encoded frames handed to the publish session.",
+        "Bytes of the frames handed to the output.",
         s.bytes_sent,
     );
     c(
         f,
         "edgecam_stream_dropped_frames_total",
-        "Encoded frames not sent: congestion, output queue overflow or waiting for a keyframe.",
+        "Frames lost: encoded frames not sent (congestion, waiting for a keyframe) and frames the V4L2 driver dropped.",
         s.dropped,
     );
     c(
         f,
         "edgecam_stream_keyframes_total",
-        "Keyframes (IDR) the encoder produced.",
+        "IDR frames encoded.",
         s.keyframes,
     );
     c(
@@ -147,13 +147,13 @@ fn counters(f: &mut Families, l: &Labels, s: &StreamStats) {
 fn gauges(f: &mut Families, l: &Labels, s: &StreamStats) {
     f.gauge(
         "edgecam_stream_frames_per_second",
-        "Encoded frame rate over the last seconds.",
+        "Encoded frames per second over the last ~3 s.",
         l,
         s.fps,
     );
     f.gauge(
         "edgecam_stream_encoded_bytes_per_second",
-        "Encoded rate over the last seconds (bitrate / 8).",
+        "Encoded bytes per second over the last ~3 s (bitrate / 8).",
         l,
         kbps(s.bitrate_kbps),
     );
@@ -183,7 +183,7 @@ fn gauges(f: &mut Families, l: &Labels, s: &StreamStats) {
     for (name, value) in latency {
         f.gauge(
             name,
-            "Capture-to-sent latency over the last 512 frames.",
+            "Capture to network write, over the last 512 frames sent.",
             l,
             ms(value),
         );
