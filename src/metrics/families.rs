@@ -17,6 +17,9 @@ use super::MetricsError;
 /// The content type of what [`Families::encode`] returns.
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
 
+/// One series of a section: name, help, value (`None`: left out).
+pub type Row = (&'static str, &'static str, Option<f64>);
+
 /// Label names and values of one series, in order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Labels(Vec<(&'static str, String)>);
@@ -57,83 +60,58 @@ impl Families {
         Families::default()
     }
 
-    /// A counter sample; `name` ends in `_total`.
-    pub fn counter(&mut self, name: &'static str, help: &'static str, labels: &Labels, value: f64) {
-        debug_assert!(name.ends_with("_total"), "{name}");
-        let mut counter = Counter::default();
-        counter.set_value(value);
-        let mut metric = Metric::from_label(labels.pairs());
-        metric.set_counter(counter);
-        self.push(name, help, MetricType::COUNTER, metric);
+    /// A sample: a counter when `name` ends in `_total`, else a gauge (the naming rule
+    /// of Prometheus, so that a name cannot say one thing and the type another). `None`
+    /// writes nothing: an absent series, not a made-up 0.
+    pub fn add(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        labels: &Labels,
+        value: impl Into<Option<f64>>,
+    ) {
+        let kind = if name.ends_with("_total") {
+            MetricType::COUNTER
+        } else {
+            MetricType::GAUGE
+        };
+        self.sample(kind, name, help, labels, value.into());
     }
 
-    /// A gauge sample.
-    pub fn gauge(&mut self, name: &'static str, help: &'static str, labels: &Labels, value: f64) {
-        debug_assert!(!name.ends_with("_total"), "{name}");
-        let mut gauge = Gauge::default();
-        gauge.set_value(value);
-        let mut metric = Metric::from_label(labels.pairs());
-        metric.set_gauge(gauge);
-        self.push(name, help, MetricType::GAUGE, metric);
+    /// One sample per row, all with `labels`.
+    pub fn add_rows(&mut self, labels: &Labels, rows: &[Row]) {
+        for (name, help, value) in rows {
+            self.add(name, help, labels, *value);
+        }
     }
 
     /// A gauge that is 1 when `on`, else 0.
     pub fn flag(&mut self, name: &'static str, help: &'static str, labels: &Labels, on: bool) {
-        self.gauge(name, help, labels, if on { 1.0 } else { 0.0 });
+        self.add(name, help, labels, if on { 1.0 } else { 0.0 });
     }
 
-    /// A gauge sample when there is a value; nothing otherwise (an absent series, not
-    /// a made-up 0).
-    pub fn gauge_opt(
+    /// Samples of non-finite values are left out too: the 0.0.4 format spells them
+    /// `+Inf` and `NaN`, which none of these figures means.
+    fn sample(
         &mut self,
+        kind: MetricType,
         name: &'static str,
         help: &'static str,
         labels: &Labels,
         value: Option<f64>,
     ) {
-        if let Some(v) = value {
-            self.gauge(name, help, labels, v);
-        }
-    }
-
-    /// A counter sample when there is a value.
-    pub fn counter_opt(
-        &mut self,
-        name: &'static str,
-        help: &'static str,
-        labels: &Labels,
-        value: Option<f64>,
-    ) {
-        if let Some(v) = value {
-            self.counter(name, help, labels, v);
-        }
-    }
-
-    /// One 0/1 gauge per possible value of a label, 1 for the current one
-    /// (`edgecam_stream_state{state="streaming"} 1`).
-    pub fn one_of(
-        &mut self,
-        name: &'static str,
-        help: &'static str,
-        labels: &Labels,
-        label: &'static str,
-        all: &[&str],
-        current: &str,
-    ) {
-        for value in all {
-            self.flag(name, help, &labels.with(label, *value), *value == current);
-        }
-    }
-
-    /// Samples of non-finite values are left out: the 0.0.4 format spells them `+Inf`
-    /// and `NaN`, which none of these figures means.
-    fn push(&mut self, name: &'static str, help: &'static str, kind: MetricType, metric: Metric) {
-        let value = match kind {
-            MetricType::COUNTER => metric.get_counter().get_value(),
-            _ => metric.get_gauge().get_value(),
-        };
-        if !value.is_finite() {
+        let Some(value) = value.filter(|v| v.is_finite()) else {
             return;
+        };
+        let mut metric = Metric::from_label(labels.pairs());
+        if kind == MetricType::COUNTER {
+            let mut counter = Counter::default();
+            counter.set_value(value);
+            metric.set_counter(counter);
+        } else {
+            let mut gauge = Gauge::default();
+            gauge.set_value(value);
+            metric.set_gauge(gauge);
         }
         let family = self.0.entry(name).or_insert_with(|| {
             let mut family = MetricFamily::default();
@@ -174,11 +152,11 @@ mod tests {
         let mut f = Families::new();
         let cam0 = Labels::new().with("stream", "cam0");
         let cam1 = Labels::new().with("stream", "cam1");
-        f.counter("x_frames_total", "Frames.", &cam0, 10.0);
-        f.gauge("x_fps", "Rate.", &cam0, 29.5);
-        f.counter("x_frames_total", "Frames.", &cam1, 3.0);
-        f.gauge_opt("x_missing", "Absent.", &cam1, None);
-        f.gauge("x_bad", "Not a number.", &cam1, f64::NAN);
+        f.add("x_frames_total", "Frames.", &cam0, 10.0);
+        f.add("x_fps", "Rate.", &cam0, 29.5);
+        f.add("x_frames_total", "Frames.", &cam1, 3.0);
+        f.add("x_missing", "Absent.", &cam1, None);
+        f.add("x_bad", "Not a number.", &cam1, f64::NAN);
         assert_eq!(
             f.encode().expect("encodes"),
             "# HELP x_frames_total Frames.\n\
@@ -195,29 +173,12 @@ mod tests {
     fn label_values_are_escaped() {
         let mut f = Families::new();
         let odd = Labels::new().with("device", "a\"b\\c\nd");
-        f.gauge("x_info", "Help with \\ and\nnewline.", &odd, 1.0);
+        f.add("x_info", "Help with \\ and\nnewline.", &odd, 1.0);
         let text = f.encode().expect("encodes");
         assert!(text.contains(r#"x_info{device="a\"b\\c\nd"} 1"#), "{text}");
         assert!(
             text.contains(r"# HELP x_info Help with \\ and\nnewline."),
             "{text}"
         );
-    }
-
-    #[test]
-    fn one_of_marks_the_current_value() {
-        let mut f = Families::new();
-        f.one_of(
-            "x_state",
-            "State.",
-            &Labels::new(),
-            "state",
-            &["a", "b", "c"],
-            "b",
-        );
-        let text = f.encode().expect("encodes");
-        assert!(text.contains("x_state{state=\"a\"} 0\n"));
-        assert!(text.contains("x_state{state=\"b\"} 1\n"));
-        assert!(text.contains("x_state{state=\"c\"} 0\n"));
     }
 }

@@ -19,7 +19,6 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info};
 
 use crate::control::DaemonHandle;
-pub use families::{CONTENT_TYPE, Families, Labels};
 pub use http::PATH;
 pub use scrape::Exporter;
 

@@ -48,7 +48,7 @@ impl Exporter {
 
         let device = Labels::new().with("device", config.device_id());
         let mut f = Families::new();
-        f.gauge(
+        f.add(
             "edgecam_info",
             "Always 1; the version in a label.",
             &device.with("version", env!("CARGO_PKG_VERSION")),
@@ -64,7 +64,7 @@ impl Exporter {
             }
         }
         for (id, n) in self.errors().iter() {
-            f.counter(
+            f.add(
                 "edgecam_scrape_stream_errors_total",
                 "Scrapes a stream was left out of because it did not answer in time.",
                 &device.with("stream", id.as_str()),
@@ -75,7 +75,7 @@ impl Exporter {
             host::add_health(&mut f, &device, &report);
             host::add_process(&mut f, &device, &totals);
         }
-        f.gauge(
+        f.add(
             "edgecam_scrape_duration_seconds",
             "How long this scrape took to collect.",
             &device,
