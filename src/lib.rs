@@ -12,6 +12,7 @@ pub mod encoder;
 pub mod events;
 pub mod health;
 pub mod logging;
+pub mod metrics;
 pub mod mqtt;
 pub mod pipeline;
 pub mod policy;

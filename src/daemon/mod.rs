@@ -92,6 +92,10 @@ pub async fn run(config: Config, config_path: PathBuf, shutdown: CancellationTok
         );
         tracker.spawn(service.run(shutdown.clone()));
     }
+    if let Some(addr) = config.server.metrics_addr() {
+        let endpoint = crate::metrics::Endpoint::new(addr, daemon.clone(), tracker.clone());
+        tracker.spawn(endpoint.run(shutdown.clone()));
+    }
     info!(device_id = %config.device_id(), streams = config.streams.len(), "edgecam running");
     notifier.ready();
 

@@ -71,6 +71,20 @@ pub(super) fn read_load1(root: &Path) -> Result<f64, HealthError> {
     first_number(&read_text(&path)?).ok_or_else(|| malformed(&path, "no load average"))
 }
 
+/// Boot time, seconds since the Unix epoch: the `btime` line of /proc/stat.
+pub(super) fn read_boot_time(root: &Path) -> Result<u64, HealthError> {
+    let path = root.join("proc/stat");
+    parse_btime(&read_text(&path)?).ok_or_else(|| malformed(&path, "no btime line"))
+}
+
+fn parse_btime(stat: &str) -> Option<u64> {
+    stat.lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 fn first_number(text: &str) -> Option<f64> {
     text.split_ascii_whitespace()
         .next()?
@@ -132,6 +146,16 @@ mod tests {
             total: 1100,
         };
         assert_eq!(odd.busy_percent_since(prev), 100.0);
+    }
+
+    #[test]
+    fn boot_time() {
+        assert_eq!(
+            parse_btime("cpu  1 2 3 4\nbtime 1714703981\nprocesses 9\n"),
+            Some(1714703981)
+        );
+        assert_eq!(parse_btime("cpu  1 2 3 4\n"), None);
+        assert_eq!(parse_btime("btime soon\n"), None);
     }
 
     #[test]

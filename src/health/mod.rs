@@ -19,7 +19,7 @@ use serde::Serialize;
 use tracing::debug;
 
 pub use board::{BoardInfo, board_info};
-pub use process::ProcessReport;
+pub use process::{ProcessReport, ProcessTotals};
 pub use sampler::HealthSampler;
 pub use thermal::ThermalZone;
 pub use throttled::Throttled;

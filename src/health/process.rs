@@ -1,4 +1,5 @@
-//! This process: /proc/self/status, /proc/self/stat and /proc/self/fd.
+//! This process: /proc/self/status, /proc/self/stat, /proc/self/fd and
+//! /proc/self/limits.
 
 use std::fs;
 use std::path::Path;
@@ -21,10 +22,29 @@ pub struct ProcessReport {
     pub fds: u32,
 }
 
-/// The two /proc/self/status fields a report carries.
+/// This process's cumulative figures, for the standard Prometheus `process_*` metrics.
+/// A reading that cannot be taken is `None`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProcessTotals {
+    /// User + system CPU time since the process started, seconds.
+    pub cpu_seconds: Option<f64>,
+    /// When the process started, seconds since the Unix epoch.
+    pub start_time_seconds: Option<f64>,
+    /// `VmRSS`, bytes.
+    pub resident_bytes: Option<u64>,
+    /// `VmSize`, bytes.
+    pub virtual_bytes: Option<u64>,
+    pub threads: Option<u32>,
+    pub open_fds: Option<u32>,
+    /// The soft limit on open descriptors; `None` when unlimited.
+    pub max_fds: Option<u64>,
+}
+
+/// The /proc/self/status fields the reports carry.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct Status {
     pub rss_kb: Option<u64>,
+    pub vm_size_kb: Option<u64>,
     pub threads: Option<u32>,
 }
 
@@ -38,6 +58,7 @@ impl Status {
             let value = rest.split_ascii_whitespace().next();
             match key {
                 "VmRSS" => status.rss_kb = value.and_then(|v| v.parse().ok()),
+                "VmSize" => status.vm_size_kb = value.and_then(|v| v.parse().ok()),
                 "Threads" => status.threads = value.and_then(|v| v.parse().ok()),
                 _ => {}
             }
@@ -90,6 +111,23 @@ pub(super) fn count_fds(root: &Path, live: bool) -> Result<u32, HealthError> {
     let count = entries.filter(Result::is_ok).count();
     let count = if live { count.saturating_sub(1) } else { count };
     Ok(u32::try_from(count).unwrap_or(u32::MAX))
+}
+
+/// The soft `Max open files` limit of /proc/self/limits; `Ok(None)` when unlimited.
+pub(super) fn read_max_fds(root: &Path) -> Result<Option<u64>, HealthError> {
+    let path = root.join("proc/self/limits");
+    parse_max_fds(&read_text(&path)?).ok_or_else(|| malformed(&path, "no Max open files"))
+}
+
+/// `Max open files            1024                 524288               files`
+fn parse_max_fds(limits: &str) -> Option<Option<u64>> {
+    let rest = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))?;
+    match rest.split_ascii_whitespace().next()? {
+        "unlimited" => Some(None),
+        soft => soft.parse().ok().map(Some),
+    }
 }
 
 /// USER_HZ; 100 on every Linux architecture, asked anyway.
@@ -167,11 +205,32 @@ mod tests {
             Status::parse(text),
             Status {
                 rss_kb: Some(46980),
+                vm_size_kb: None,
                 threads: Some(23),
             }
         );
+        assert_eq!(
+            Status::parse("VmSize:\t 1659460 kB\n").vm_size_kb,
+            Some(1659460)
+        );
         // Kernel threads have no VmRSS line.
         assert_eq!(Status::parse("Threads:\t1\n").rss_kb, None);
+    }
+
+    #[test]
+    fn max_open_files() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max processes             63413                63413                processes\n\
+                      Max open files            1024                 524288               files\n";
+        assert_eq!(parse_max_fds(limits), Some(Some(1024)));
+        assert_eq!(
+            parse_max_fds(
+                "Max open files            unlimited            unlimited            files\n"
+            ),
+            Some(None)
+        );
+        assert_eq!(parse_max_fds("Max processes 1 1 processes\n"), None);
+        assert_eq!(parse_max_fds("Max open files lots\n"), None);
     }
 
     #[test]

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use super::{
-    HealthReport, ProcessReport, clock, cpu, kib_to_mib, logged, memory, process, round1, thermal,
-    throttled,
+    HealthReport, ProcessReport, ProcessTotals, clock, cpu, kib_to_mib, logged, memory, process,
+    round1, thermal, throttled,
 };
 
 /// Reads /proc and /sys under `root` ("/" in production; a fixture dir in tests).
@@ -66,6 +66,27 @@ impl HealthSampler {
             throttled: logged(throttled::read(root)).flatten(),
             clock_synced: clock::clock_synced(root, self.live),
             process: self.sample_process(uptime_s),
+        }
+    }
+
+    /// This process's cumulative figures (CPU seconds, start time, memory in bytes,
+    /// descriptors and their limit), read afresh: nothing is kept between calls.
+    pub fn process_totals(&self) -> ProcessTotals {
+        let root = self.root.as_path();
+        let status = logged(process::read_status(root)).unwrap_or_default();
+        let stat = logged(process::read_stat(root));
+        let hz = process::clock_ticks_per_second();
+        let boot = logged(cpu::read_boot_time(root));
+        ProcessTotals {
+            cpu_seconds: stat.map(|s| s.cpu_ticks as f64 / hz),
+            start_time_seconds: stat
+                .zip(boot)
+                .map(|(s, boot)| boot as f64 + s.start_ticks as f64 / hz),
+            resident_bytes: status.rss_kb.map(|kb| kb * 1024),
+            virtual_bytes: status.vm_size_kb.map(|kb| kb * 1024),
+            threads: status.threads,
+            open_fds: logged(process::count_fds(root, self.live)),
+            max_fds: logged(process::read_max_fds(root)).flatten(),
         }
     }
 
@@ -138,6 +159,30 @@ mod tests {
     }
 
     #[test]
+    fn process_totals_from_a_fixture() {
+        let totals = HealthSampler::new(fixture("x86-debian12"), "/nonexistent").process_totals();
+        // btime 1714703981 + starttime 1473 ticks at 100 Hz.
+        let start = totals.start_time_seconds.expect("start time");
+        assert!((start - 1714703995.73).abs() < 1e-3, "{start}");
+        assert_eq!(
+            totals,
+            ProcessTotals {
+                // utime 28541236 + stime 4127917 ticks.
+                cpu_seconds: Some(326691.53),
+                start_time_seconds: Some(start),
+                resident_bytes: Some(88368 * 1024),
+                virtual_bytes: Some(1659460 * 1024),
+                threads: Some(27),
+                open_fds: Some(11),
+                max_fds: Some(1024),
+            }
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let empty = HealthSampler::new(dir.path(), dir.path()).process_totals();
+        assert_eq!(empty, ProcessTotals::default());
+    }
+
+    #[test]
     fn disk_free_on_an_existing_state_dir() {
         let dir = tempfile::tempdir().expect("tempdir");
         let report = HealthSampler::new(fixture("x86-debian12"), dir.path()).sample();
@@ -192,5 +237,19 @@ mod tests {
             assert!(report.process.fds >= 1);
             assert!(report.process.rss_mb > 0.0);
         }
+        let totals = sampler.process_totals();
+        assert!(totals.cpu_seconds.is_some_and(|s| s >= 0.0));
+        assert!(totals.resident_bytes.is_some_and(|b| b > 0));
+        assert!(totals.open_fds.is_some_and(|n| n >= 1));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs_f64();
+        // The kernel's boot time is rounded to a second.
+        assert!(
+            totals
+                .start_time_seconds
+                .is_some_and(|t| t <= now + 1.0 && t > now - 86400.0 * 365.0)
+        );
     }
 }

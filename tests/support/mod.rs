@@ -4,9 +4,11 @@
 
 pub mod broker;
 pub mod daemon;
+pub mod http;
 pub mod media;
 pub mod mqtt;
 pub mod netns;
+pub mod prometheus;
 pub mod pull;
 pub mod receiver;
 pub mod recorded;
