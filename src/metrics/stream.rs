@@ -5,8 +5,9 @@
 use super::families::{Families, Labels, Row};
 use crate::policy::State;
 use crate::recording::RecordingState;
+use crate::serve::ServeStats;
 use crate::supervisor::recording_side::RecordingStats;
-use crate::supervisor::{Delivery, StreamStats};
+use crate::supervisor::{Delivery, OutputStats, StreamStats};
 
 /// Every stream state, in the order the series are written.
 const STATES: [State; 6] = [
@@ -123,6 +124,100 @@ pub fn add(f: &mut Families, labels: &Labels, s: &StreamStats) {
     if let Some(r) = &s.recording {
         recording(f, &l, r);
     }
+    for o in &s.outputs {
+        output(f, &l, o);
+    }
+    if let Some(v) = &s.serving {
+        serving(f, &l, v);
+    }
+}
+
+/// One output (`main`, or a `[[stream.output]]` destination), in label `output`.
+fn output(f: &mut Families, l: &Labels, o: &OutputStats) {
+    let l = l.with("output", o.name.as_str());
+    let d = o.delivery.as_ref().map(|d| &d.figures);
+    f.add_rows(
+        &l,
+        &[
+            (
+                "edgecam_output_frames_sent_total",
+                "Frames this output handed to its sink, over all its sessions.",
+                count(o.frames_sent),
+            ),
+            (
+                "edgecam_output_sent_bytes_total",
+                "Bytes this output handed to its sink.",
+                count(o.bytes_sent),
+            ),
+            (
+                "edgecam_output_congestion_dropped_frames_total",
+                "Frames this output dropped to keep within max_latency_ms.",
+                count(o.congestion_drops),
+            ),
+            (
+                "edgecam_output_restarts_total",
+                "Sessions of this output that failed.",
+                count(o.restarts),
+            ),
+            (
+                "edgecam_output_connected_seconds",
+                "How long this output's current session has been streaming.",
+                o.connected_s,
+            ),
+            (
+                "edgecam_output_delivered_bytes_per_second",
+                "What this output's network delivered over the last 3 s.",
+                d.map(|x| kbps(x.delivered_kbps)),
+            ),
+            (
+                "edgecam_output_backlog_seconds",
+                "Time between the encoder and this output's network.",
+                d.map(|x| ms(x.backlog_ms)),
+            ),
+        ],
+    );
+    states(
+        f,
+        "edgecam_output_state",
+        "1 for the state the output is in, 0 for the others.",
+        &l,
+        &STATES,
+        o.state,
+    );
+}
+
+/// The local RTSP server's clients of this stream.
+fn serving(f: &mut Families, l: &Labels, v: &ServeStats) {
+    f.add_rows(
+        l,
+        &[
+            (
+                "edgecam_stream_served_clients",
+                "Clients of the local RTSP server watching this stream now.",
+                count(v.clients),
+            ),
+            (
+                "edgecam_stream_served_clients_total",
+                "Client sessions of this stream so far.",
+                count(v.clients_total),
+            ),
+            (
+                "edgecam_stream_served_frames_total",
+                "Frames handed to the local clients, all clients together.",
+                count(v.frames_sent),
+            ),
+            (
+                "edgecam_stream_served_bytes_total",
+                "Bytes handed to the local clients, all clients together.",
+                count(v.bytes_sent),
+            ),
+            (
+                "edgecam_stream_served_dropped_frames_total",
+                "Frames dropped for local clients slower than the stream (each its own).",
+                count(v.dropped),
+            ),
+        ],
+    );
 }
 
 fn count(n: u64) -> Option<f64> {

@@ -68,6 +68,28 @@ fn stats(id: &str) -> StreamStats {
             },
             congested: true,
         }),
+        outputs: vec![crate::supervisor::OutputStats {
+            name: "nvr".into(),
+            state: State::Streaming,
+            reason: None,
+            upstream: Some("rtsp://10.0.0.2:8554/cam0".into()),
+            frames_sent: 500,
+            bytes_sent: 60_000,
+            congestion_drops: 3,
+            congestion_episodes: 1,
+            restarts: 2,
+            connected_s: Some(10.0),
+            delivery: None,
+        }],
+        serving: Some(crate::serve::ServeStats {
+            url: "rtsp://board:8554/cam0".into(),
+            clients: 2,
+            clients_total: 7,
+            frames_sent: 1200,
+            bytes_sent: 150_000,
+            dropped: 4,
+            slow_episodes: 1,
+        }),
         recording: Some(RecordingStats {
             disk,
             frames_dropped: 0,
@@ -191,6 +213,18 @@ fn streams_are_labelled_and_in_base_units() {
     assert_eq!(cam0("edgecam_stream_loss_ratio"), 0.015);
     assert_eq!(cam0("edgecam_stream_congested"), 1.0);
     assert_eq!(cam0("edgecam_stream_backfill_progress_ratio"), 0.25);
+    assert_eq!(cam0("edgecam_stream_served_clients"), 2.0);
+    assert_eq!(cam0("edgecam_stream_served_dropped_frames_total"), 4.0);
+    let nvr = |name: &str| {
+        value(
+            &text,
+            &format!("{name}{{device=\"bench-01\",stream=\"cam0\",output=\"nvr\"}}"),
+        )
+        .unwrap_or_else(|| panic!("no {name} for cam0's nvr output in\n{text}"))
+    };
+    assert_eq!(nvr("edgecam_output_frames_sent_total"), 500.0);
+    assert_eq!(nvr("edgecam_output_restarts_total"), 2.0);
+    assert!(!text.contains("edgecam_output_backlog_seconds"), "{text}");
     // Unknown figures are absent, not 0.
     assert!(!text.contains("edgecam_stream_jitter_seconds"), "{text}");
     assert!(
