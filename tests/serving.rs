@@ -115,6 +115,11 @@ fn clients_pull_while_pushing_and_a_stalled_one_slows_nobody() {
     let url = format!("rtsp://127.0.0.1:{port}/cam0");
     let idle = serving(&mut mqtt, |s| s["clients"] == 0);
     assert_eq!(idle["url"], url.as_str(), "{idle}");
+    let info = mqtt
+        .wait_latest("edgecam/bench-01/info", |_| true, Duration::from_secs(10))
+        .expect("info")
+        .json();
+    assert_eq!(info["streams"][0]["served_url"], url.as_str(), "{info}");
 
     let pullers: Vec<Puller> = (0..4).map(|_| Puller::start(&url, None)).collect();
     for (i, p) in pullers.iter().enumerate() {

@@ -51,6 +51,8 @@ pub struct Info<'a> {
     encoders: &'a [EncoderReport],
     cameras: &'a ProbeReport,
     streams: Vec<InfoStream<'a>>,
+    /// The Prometheus endpoint, when configured.
+    metrics_url: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -59,6 +61,10 @@ struct InfoStream<'a> {
     source: &'a str,
     encoder: &'static str,
     upstreams: usize,
+    /// `[[stream.output]]` destinations published at the same time.
+    outputs: Vec<&'a str>,
+    /// Where the local RTSP server serves the stream, when it does.
+    served_url: Option<String>,
 }
 
 impl<'a> Info<'a> {
@@ -81,8 +87,18 @@ impl<'a> Info<'a> {
                     source: &s.source,
                     encoder: s.encoder.as_str(),
                     upstreams: s.upstream.len(),
+                    outputs: s.outputs.iter().map(|o| o.name.as_str()).collect(),
+                    served_url: config
+                        .server
+                        .rtsp_addr()
+                        .filter(|_| s.serve)
+                        .map(|a| crate::serve::url(a, config.server.tls(), &s.id)),
                 })
                 .collect(),
+            metrics_url: config.server.metrics_addr().map(|a| {
+                let host = crate::serve::host_name(a);
+                format!("http://{host}:{}/metrics", a.port())
+            }),
         }
     }
 }

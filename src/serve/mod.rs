@@ -92,7 +92,13 @@ pub enum ServeError {
 /// `listen`: a wildcard address is named by the board's hostname.
 pub fn url(listen: std::net::SocketAddr, tls: bool, id: &str) -> String {
     let scheme = if tls { "rtsps" } else { "rtsp" };
-    let host = if listen.ip().is_unspecified() {
+    format!("{scheme}://{}:{}/{id}", host_name(listen), listen.port())
+}
+
+/// How a client names a server bound to `listen`: a wildcard address by the board's
+/// hostname, an IPv6 address in brackets.
+pub fn host_name(listen: std::net::SocketAddr) -> String {
+    if listen.ip().is_unspecified() {
         nix::unistd::gethostname()
             .ok()
             .and_then(|h| h.into_string().ok())
@@ -101,6 +107,5 @@ pub fn url(listen: std::net::SocketAddr, tls: bool, id: &str) -> String {
         format!("[{}]", listen.ip())
     } else {
         listen.ip().to_string()
-    };
-    format!("{scheme}://{host}:{}/{id}", listen.port())
+    }
 }
