@@ -48,7 +48,9 @@ fn pull_rates(pullers: &[Puller], span: Duration) -> Vec<f64> {
 
 /// ffprobe's count of decoded frames and size over `seconds` of `url`.
 fn ffprobe(url: &str, seconds: u32) -> Result<(u64, u64, u64), String> {
-    let out = Command::new("ffprobe")
+    // Bounded: a client that gets no answer (plain RTSP to an RTSPS port) waits forever.
+    let out = Command::new("timeout")
+        .args(["20", "ffprobe", "-timeout", "5000000"])
         .args([
             "-v",
             "error",
@@ -71,11 +73,11 @@ fn ffprobe(url: &str, seconds: u32) -> Result<(u64, u64, u64), String> {
     let fields: Vec<u64> = text.split(',').filter_map(|f| f.parse().ok()).collect();
     match (out.status.success(), fields.as_slice()) {
         (true, [w, h, n]) => Ok((*w, *h, *n)),
-        _ => Err(format!(
-            "ffprobe {url}: {} {text} {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
+        _ => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let tail: String = stderr.lines().take(5).collect::<Vec<_>>().join(" | ");
+            Err(format!("ffprobe {url}: {} {text} {tail}", out.status))
+        }
     }
 }
 
@@ -182,6 +184,28 @@ fn clients_pull_while_pushing_and_a_stalled_one_slows_nobody() {
     let (status, took) = daemon.terminate(Duration::from_secs(5)).expect("exited");
     assert!(status.success(), "{status:?}");
     assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+}
+
+#[test]
+fn rtsps_serves_over_tls() {
+    let tls = support::tls::generate();
+    let mut rx = Receiver::start(0, None);
+    let port = free_port();
+    let extra = format!(
+        "tls_cert_file = {:?}\ntls_key_file = {:?}",
+        tls.server_cert.display().to_string(),
+        tls.server_key.display().to_string()
+    );
+    let _daemon = Daemon::start(&served_config(port, &extra, &rx.url("/bench-01/cam0")), &[]);
+    rx.wait_for(|v| v["event"] == "first_frame", Duration::from_secs(20))
+        .expect("the push starts");
+    // ffmpeg does not check the certificate unless asked; the test CA signed it anyway.
+    let (w, h, frames) =
+        ffprobe(&format!("rtsps://127.0.0.1:{port}/cam0"), 2).expect("RTSPS decodes");
+    assert_eq!((w, h), (640, 360));
+    assert!(frames >= 30, "{frames} frames in 2 s");
+    let plain = ffprobe(&format!("rtsp://127.0.0.1:{port}/cam0"), 2);
+    assert!(plain.is_err(), "plain RTSP on the TLS port: {plain:?}");
 }
 
 #[test]

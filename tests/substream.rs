@@ -46,16 +46,33 @@ fn rate(rx: &mut Receiver, path: &str, lines: usize) -> f64 {
 
 /// Width and height ffprobe decodes from `url` over two seconds.
 fn probe_size(url: &str) -> (u64, u64) {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-rtsp_transport", "tcp", "-select_streams", "v"])
+    // Bounded: a client that gets no answer (plain RTSP to an RTSPS port) waits forever.
+    let out = Command::new("timeout")
+        .args(["20", "ffprobe"])
+        .args([
+            "-v",
+            "error",
+            "-rtsp_transport",
+            "tcp",
+            "-select_streams",
+            "v",
+        ])
         .args(["-count_frames", "-read_intervals", "%+2"])
-        .args(["-show_entries", "stream=width,height,nb_read_frames", "-of", "csv=p=0"])
+        .args([
+            "-show_entries",
+            "stream=width,height,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(url)
         .output()
         .expect("ffprobe");
     let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let f: Vec<u64> = text.split(',').filter_map(|x| x.parse().ok()).collect();
-    assert!(out.status.success() && f.len() == 3 && f[2] > 0, "ffprobe {url}: {text}");
+    assert!(
+        out.status.success() && f.len() == 3 && f[2] > 0,
+        "ffprobe {url}: {text}"
+    );
     (f[0], f[1])
 }
 
@@ -83,13 +100,19 @@ fn a_sub_stream_is_pushed_and_served_and_survives_its_parent_stopping() {
     assert_eq!(probe_size(&served("cam0")), (640, 360));
     assert_eq!(probe_size(&served("cam0_sub")), (320, 180));
     let sub = rate(&mut rig.rx, "/dev/cam0_sub", 4);
-    assert!((14.0..=16.5).contains(&sub), "sub-stream at {sub:.1} frames/s");
+    assert!(
+        (14.0..=16.5).contains(&sub),
+        "sub-stream at {sub:.1} frames/s"
+    );
 
     // The sub-stream stopped: the main stream goes on at its rate.
     rig.ok("stream.stop", r#"{"stream": "cam0_sub"}"#);
     rig.state_now("cam0_sub", "stopped");
     let main = rate(&mut rig.rx, "/dev/cam0", 5);
-    assert!(main >= 0.95 * 30.0, "main at {main:.1} frames/s with the sub-stream stopped");
+    assert!(
+        main >= 0.95 * 30.0,
+        "main at {main:.1} frames/s with the sub-stream stopped"
+    );
     rig.ok("stream.start", r#"{"stream": "cam0_sub"}"#);
     rig.state_now("cam0_sub", "streaming");
     // Past the sub-stream's own start before its parent stops.
@@ -114,13 +137,19 @@ fn a_sub_stream_is_pushed_and_served_and_survives_its_parent_stopping() {
         )
         .expect("the main stream's push ends");
     let sub = rate(&mut rig.rx, "/dev/cam0_sub", 5);
-    assert!(sub >= 0.95 * 15.0, "sub-stream at {sub:.1} frames/s with its parent stopped");
+    assert!(
+        sub >= 0.95 * 15.0,
+        "sub-stream at {sub:.1} frames/s with its parent stopped"
+    );
     assert_eq!(probe_size(&served("cam0_sub")), (320, 180));
     rig.ok("stream.start", r#"{"stream": "cam0"}"#);
     rig.state_now("cam0", "streaming");
     rig.state_now("cam0_sub", "streaming");
 
-    let (status, took) = rig.daemon.terminate(Duration::from_secs(5)).expect("exited");
+    let (status, took) = rig
+        .daemon
+        .terminate(Duration::from_secs(5))
+        .expect("exited");
     assert!(status.success(), "{status:?}");
     assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
 }

@@ -53,7 +53,6 @@ impl RtspServer {
         let mounts = Mounts {
             mounts,
             roles: auth.is_some(),
-            tls: config.tls(),
             connections: connections.clone(),
         };
         let context = glib::MainContext::new();
@@ -124,7 +123,6 @@ pub(super) struct Mounts {
     mounts: rtsp::RTSPMountPoints,
     /// Clients must have the viewer role (the server authenticates).
     roles: bool,
-    tls: bool,
     connections: Connections,
 }
 
@@ -138,10 +136,6 @@ impl Mounts {
                     .field(rtsp::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
                     .build(),
             );
-        }
-        if self.tls {
-            factory
-                .set_profiles(rtsp::gst_rtsp::RTSPProfile::SAVP | rtsp::gst_rtsp::RTSPProfile::AVP);
         }
         self.mounts.add_factory(&format!("/{id}"), factory);
     }
