@@ -179,11 +179,15 @@ fn clients_pull_while_pushing_and_a_stalled_one_slows_nobody() {
         s["clients"] == 5 && s["dropped"].as_u64() > Some(0)
     });
     eprintln!("serving: {dropping}");
-    drop(stalled);
-    drop(pullers);
+    // Shutdown closes every client, the stalled one included, within the budget.
     let (status, took) = daemon.terminate(Duration::from_secs(5)).expect("exited");
     assert!(status.success(), "{status:?}");
-    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "shutdown took {took:?} with 5 clients"
+    );
+    drop(stalled);
+    drop(pullers);
 }
 
 #[test]
@@ -238,4 +242,38 @@ fn users_are_checked() {
         error.to_lowercase().contains("unauthorized") || error.contains("401"),
         "{error}"
     );
+}
+
+#[test]
+fn clients_beyond_max_clients_are_refused() {
+    let mut rx = Receiver::start(0, None);
+    let port = free_port();
+    let _daemon = Daemon::start(
+        &served_config(port, "max_clients = 2", &rx.url("/bench-01/cam0")),
+        &[],
+    );
+    rx.wait_for(|v| v["event"] == "first_frame", Duration::from_secs(20))
+        .expect("the push starts");
+    let url = format!("rtsp://127.0.0.1:{port}/cam0");
+    let mut pullers: Vec<Puller> = (0..2).map(|_| Puller::start(&url, None)).collect();
+    for p in &pullers {
+        p.wait_decoded(15, Duration::from_secs(15))
+            .expect("within the limit");
+    }
+    let third = ffprobe(&url, 2);
+    assert!(third.is_err(), "a third client was served: {third:?}");
+    pullers.pop();
+    // The closed client's place is free again (it may take the server a moment to see
+    // the connection close).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match ffprobe(&url, 2) {
+            Ok((w, h, _)) => {
+                assert_eq!((w, h), (640, 360));
+                break;
+            }
+            Err(e) if std::time::Instant::now() > deadline => panic!("never served again: {e}"),
+            Err(_) => {}
+        }
+    }
 }

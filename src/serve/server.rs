@@ -187,6 +187,14 @@ fn auth(config: &ServerConfig, users: &[User]) -> Result<Option<rtsp::RTSPAuth>,
 fn watch_clients(server: &rtsp::RTSPServer, max: u32, connections: Connections, port: u16) {
     let connected = Arc::new(AtomicU32::new(0));
     server.connect_client_connected(move |_, client| {
+        if connected.fetch_add(1, Ordering::Relaxed) >= max {
+            // Not counted, not watched: a client closed while it is being connected is
+            // not reported closed.
+            connected.fetch_sub(1, Ordering::Relaxed);
+            warn!(max, "RTSP client refused: server.max_clients reached");
+            client.close();
+            return;
+        }
         connections.accepted(client, port);
         // A client that reads slower than the stream fills its own media's queue, where
         // its feed drops whole frames to the next keyframe (the server's own backlog
@@ -197,9 +205,5 @@ fn watch_clients(server: &rtsp::RTSPServer, max: u32, connections: Connections, 
             count.fetch_sub(1, Ordering::Relaxed);
             connections.closed(client);
         });
-        if connected.fetch_add(1, Ordering::Relaxed) >= max {
-            warn!(max, "RTSP client refused: server.max_clients reached");
-            client.close();
-        }
     });
 }
