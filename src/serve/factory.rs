@@ -50,10 +50,12 @@ fn media_bin(caps: &gst::Caps) -> Result<gst::Element, glib::BoolError> {
         .format(gst::Format::Time)
         .do_timestamp(false)
         .build();
+    // The frames already carry SPS/PPS before every IDR (the capture's h264parse): the
+    // payloader must not add its own (-1 would put them before each slice of an IDR).
     let pay = gst::ElementFactory::make("rtph264pay")
         .name("pay0")
         .property("pt", 96u32)
-        .property("config-interval", -1i32)
+        .property("config-interval", 0i32)
         .build()?;
     bin.add_many([appsrc.upcast_ref(), &pay])?;
     appsrc.link(&pay)?;
