@@ -130,7 +130,8 @@ def main():
                         started = probe is None and '/state {' in line and '"streaming"' in line
                         if started:
                             probe = pull(url, pull_s)
-                            text += f"\n  ....  pulling {pull_s} s of the served stream with ffprobe"
+                            text += (f"\n  ....  pulling {pull_s} s of the served stream "
+                                     "with ffprobe")
                     else:
                         ev = json.loads(line)
                         text = receiver_line(ev)
@@ -147,8 +148,8 @@ def main():
             probe.kill()
             probe.wait()
     if probe_ok is None:
-        print(f"  ....  served stream: {'no pull finished' if probe else 'the stream never streamed'} "
-              f"within {seconds + 30:.0f} s", flush=True)
+        what = "no pull finished" if probe else "the stream never streamed"
+        print(f"  ....  served stream: {what} within {seconds + 30:.0f} s", flush=True)
     return 0 if probe_ok else 1
 
 
