@@ -13,7 +13,10 @@ deps:
 build: deps
 	$(CARGO) build --release --locked
 
-# Streams the test pattern to a local RTSP receiver for a few seconds and saves what arrived.
+# Streams the test pattern (with the local time on it) to a local RTSP receiver for
+# DEMO_SECONDS (10), reports to a local mosquitto and serves the stream on a local RTSP
+# server; prints the MQTT state, stats and health as they arrive, pulls 3 s of the served
+# stream with ffprobe, and saves what the receiver got (demo-output/demo.mp4).
 demo: build
 	bash scripts/demo.sh
 
@@ -32,8 +35,10 @@ unit:
 	$(CARGO) test --locked --lib
 
 # CPU and peak RSS of edgecam vs gst-launch-1.0 on the same pipeline, resume times
-# over BENCH_RESTARTS (20) upstream restarts next to a gst-launch-1.0 restart loop, and
-# edgecam's CPU and peak RSS recording locally (mode always) against not recording.
+# over BENCH_RESTARTS (20) upstream restarts next to a gst-launch-1.0 restart loop,
+# edgecam's CPU and peak RSS recording locally (mode always) against not recording, and
+# with the local RTSP server and 0, 1 and 4 pull clients, and with a sub-stream, against
+# the plain push. BENCH_SECONDS (30) per run; about 6 minutes in all.
 bench: build
 	python3 scripts/bench.py
 

@@ -2,11 +2,14 @@
 """edgecam benchmark: CPU seconds and peak RSS of `edgecam run` against `gst-launch-1.0`
 running the same 720p30 x264 -> RTSP pipeline for the same time, and how fast a stream
 resumes after the upstream restarts, for edgecam and for a shell loop that restarts
-gst-launch-1.0 whenever it exits, and what local recording in `always` mode costs edgecam
-against no recording on the same stream. Prints figures and ratios; asserts nothing.
+gst-launch-1.0 whenever it exits, what local recording in `always` mode costs edgecam
+against no recording on the same stream, and what the local RTSP server costs it with 0, 1
+and 4 pull clients, and a sub-stream, against the plain push. Prints figures and ratios;
+asserts nothing.
 
 Everything runs on 127.0.0.1: a local edgecam-upstream receiver gets every stream."""
 
+import atexit
 import math
 import os
 import shlex
@@ -32,28 +35,40 @@ keep_free_mb = 0
 """
 
 
-def stream_toml(url):
+# The sub-stream of the serving-cost runs: cam0's picture encoded again.
+SUB_WIDTH, SUB_HEIGHT, SUB_KBPS = 640, 360, 800
+CLIENTS = (0, 1, 4)
+
+
+def stream_toml(url, id="cam0", source="test", width=WIDTH, height=HEIGHT, kbps=KBPS):
     """The [[stream]] table every edgecam CPU/RSS run uses, publishing to `url`."""
     return f"""[[stream]]
-id = "cam0"
-source = "test"
-width = {WIDTH}
-height = {HEIGHT}
+id = "{id}"
+source = "{source}"
+width = {width}
+height = {height}
 framerate = {FPS}
 encoder = "x264"
-bitrate_kbps = {KBPS}
+bitrate_kbps = {kbps}
 keyframe_interval = {GOP}
 upstream = ["{url}"]
 transport = "tcp"
 """
 
 
-def measure(cmd, stop_signal):
-    """Runs cmd under GNU time for DURATION seconds; returns (cpu_s, peak_rss_kib)."""
+def measure(cmd, stop_signal, during=None):
+    """Runs cmd under GNU time for DURATION seconds; returns (cpu_s, peak_rss_kib).
+    `during`, when given, is called once the command runs and returns a function that is
+    called at the end of the window, before the command is signalled."""
     with tempfile.NamedTemporaryFile(mode="r", suffix=".time") as t:
+        start = time.monotonic()
         proc = subprocess.Popen(["/usr/bin/time", "-f", "%U %S %M", "-o", t.name] + cmd,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(DURATION)  # the measured window itself, not a synchronisation
+        end_of_window = during() if during else None
+        # The measured window itself, not a synchronisation.
+        time.sleep(max(0.0, DURATION - (time.monotonic() - start)))
+        if end_of_window:
+            end_of_window()
         # Signal the measured program, not the time wrapper.
         child = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
         for pid in child.stdout.split():
@@ -137,6 +152,7 @@ upstream = ["rtsp://127.0.0.1:{port2}/bench/resume"]
               "   (target: edgecam p95 <= 200 ms)")
 
     recording_cost()
+    serving_cost()
 
 
 def recording_cost():
@@ -171,6 +187,99 @@ def recording_cost():
           f"{rec['segments']} segments ({rec['pending']} pending), {rec['seconds']:.1f} s, "
           f"{rec['frames']} frames; {rec['parts']} unfinished (.ts.part, "
           f"{rec['part_bytes']} bytes)")
+
+
+def serving_cost():
+    """edgecam on the stream of the CPU/RSS run, each for DURATION seconds: the plain push;
+    with the local RTSP server on and 0, 1 and 4 clients pulling cam0 over RTSP/TCP (ffmpeg,
+    `-c copy -f null`, started once the push receiver has the first frame); and, without
+    the server, with a sub-stream (cam0's picture at 640x360, 800 kbit/s, pushed to the same
+    receiver at another path). Prints CPU seconds and peak RSS of the edgecam process and
+    their ratios against the plain push (run first and again last; the ratios are against
+    the mean of the two), and the frames the receiver and the clients got."""
+    port = free_port()
+    rx = Receiver(port)
+    runs = []  # (name, cpu, rss, frames received at /bench/<name>, each client's frames)
+    plans = ([("plain", None)] + [(f"serve-{n}", n) for n in CLIENTS] + [("sub", None)]
+             + [("plain-again", None)])
+    for name, clients in plans:
+        with tempfile.TemporaryDirectory(prefix="edgecam-bench-") as d:
+            cfg = os.path.join(d, "edgecam.toml")
+            path = f"/bench/{name}"
+            serve_port = free_port()
+            text = 'device_id = "bench"\n'
+            if clients is not None:
+                text += f'[server]\nrtsp_listen = "127.0.0.1:{serve_port}"\n'
+            text += stream_toml(f"rtsp://127.0.0.1:{port}{path}")
+            if name == "sub":
+                text += stream_toml(f"rtsp://127.0.0.1:{port}{path}/sub", id="cam0_sub",
+                                    source="stream:cam0", width=SUB_WIDTH, height=SUB_HEIGHT,
+                                    kbps=SUB_KBPS)
+            with open(cfg, "w") as f:
+                f.write(text)
+            pulls = []
+
+            def start_clients():
+                rx.wait_for(lambda e: e["event"] == "first_frame" and e["path"] == path, 30)
+                for i in range(clients or 0):
+                    pulls.append(Puller(f"rtsp://127.0.0.1:{serve_port}/cam0", d, i))
+                return lambda: [p.stop() for p in pulls]
+
+            cpu, rss = measure([os.path.join(BIN, "edgecam"), "run", "--config", cfg],
+                               signal.SIGTERM, start_clients)
+            runs.append((name, cpu, rss, received_frames(rx, path), [p.frames for p in pulls],
+                         received_frames(rx, f"{path}/sub")))
+    rx.stop()
+
+    # The plain push runs first and last; the mean of the two is what the ratios are
+    # against (their difference is the machine's drift over the section).
+    base_cpu = (runs[0][1] + runs[-1][1]) / 2
+    base_rss = (runs[0][2] + runs[-1][2]) / 2
+    heads = ["plain", "0 clients", "1 client", "4 clients", "sub-stream", "plain again"]
+    print()
+    print(f"local RTSP server (0, 1, 4 clients pulling over TCP) and a sub-stream "
+          f"({SUB_WIDTH}x{SUB_HEIGHT}@{FPS}, {SUB_KBPS} kbit/s), edgecam, {DURATION:.0f} s each")
+    print(f"{'':22}" + "".join(f"{h:>12}" for h in heads))
+    print(f"{'CPU seconds':22}" + "".join(f"{r[1]:12.2f}" for r in runs))
+    print(f"{'  ratio':22}" + "".join(f"{r[1] / base_cpu:12.3f}" for r in runs))
+    print(f"{'peak RSS (MiB)':22}" + "".join(f"{r[2] / 1024:12.1f}" for r in runs))
+    print(f"{'  ratio':22}" + "".join(f"{r[2] / base_rss:12.3f}" for r in runs))
+    print(f"{'frames received':22}" + "".join(f"{r[3]:12d}" for r in runs))
+    print(f"{'frames per client':22}" + "".join(
+        f"{(f'{min(r[4])}-{max(r[4])}' if r[4] else '-'):>12}" for r in runs))
+    print(f"{'sub-stream frames':22}" + "".join(
+        f"{r[5] if r[0] == 'sub' else '-':>12}" for r in runs))
+
+
+class Puller:
+    """An ffmpeg client reading a served stream over RTSP/TCP without decoding it; `frames`
+    is what it had read when stopped (from its -progress file)."""
+
+    def __init__(self, url, directory, n):
+        self.progress = os.path.join(directory, f"pull-{n}.progress")
+        self.proc = subprocess.Popen(
+            ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", url,
+             "-c", "copy", "-f", "null", "-progress", self.progress, "-"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        atexit.register(self._kill)
+        self.frames = 0
+
+    def _kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)  # ffmpeg finishes and writes its last progress
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        frames = []
+        if os.path.exists(self.progress):
+            with open(self.progress) as f:
+                frames = [int(line.split("=")[1]) for line in f if line.startswith("frame=")]
+        self.frames = frames[-1] if frames else 0
 
 
 def recorded(directory):

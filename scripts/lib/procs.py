@@ -13,7 +13,9 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.join(ROOT, "target", "release")
+# Where `cargo build --release` put the binaries (a relative CARGO_TARGET_DIR is taken
+# from the repository's root, where make runs cargo).
+BIN = os.path.join(ROOT, os.environ.get("CARGO_TARGET_DIR") or "target", "release")
 
 
 def free_port():
