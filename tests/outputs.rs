@@ -72,8 +72,11 @@ fn killing_one_destination_leaves_the_other_at_full_rate() {
     let (status, took) = daemon.terminate(Duration::from_secs(5)).expect("exited");
     assert!(status.success(), "{status:?}");
     assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+    // (rtspclientsink 1.22 sometimes closes the connection without the TEARDOWN it
+    // queued: src/supervisor/output_side.rs, TEARDOWN_WAIT. Either way the session ends
+    // with the daemon.)
     let end = nvr
-        .wait_for(|v| v["event"] == "teardown", Duration::from_secs(5))
-        .expect("the nvr session ends with TEARDOWN");
+        .wait_for(|v| v["event"] == "session_end", Duration::from_secs(5))
+        .expect("the nvr session ends");
     assert_eq!(end["path"], "/nvr/cam0");
 }

@@ -25,27 +25,39 @@ pub struct TcpSocket {
 }
 
 impl TcpSocket {
-    /// The connection to one of `peers` not taken by another session, if any.
-    pub fn find(peers: &[SocketAddr]) -> Option<TcpSocket> {
-        TcpSocket::claim(|fd| {
-            getpeername::<SockaddrStorage>(fd)
-                .is_ok_and(|peer| peers.iter().any(|p| same_address(&peer, p)))
-        })
+    /// The connection to one of `peers` not taken by another session, if any. Sessions
+    /// to the same server (a stream and its sub-stream, live and a backfill) start at the
+    /// same moment: of the connections not taken, the one whose sent bytes are nearest to
+    /// `written`, what this session handed its sink, is this session's.
+    pub fn find(peers: &[SocketAddr], written: u64) -> Option<TcpSocket> {
+        TcpSocket::claim(
+            |fd| {
+                getpeername::<SockaddrStorage>(fd)
+                    .is_ok_and(|peer| peers.iter().any(|p| same_address(&peer, p)))
+            },
+            |fd| tcp_info(fd).map_or(u64::MAX, |i| i.tcpi_bytes_sent.abs_diff(written)),
+        )
     }
 
     /// A connection accepted on local `port` not taken yet: called as a server accepts
     /// a client (before it accepts another), it is that client's.
     pub fn accepted(port: u16) -> Option<TcpSocket> {
-        TcpSocket::claim(|fd| {
-            getpeername::<SockaddrStorage>(fd).is_ok()
-                && getsockname::<SockaddrStorage>(fd)
-                    .is_ok_and(|local| local_port(&local) == Some(port))
-        })
+        TcpSocket::claim(
+            |fd| {
+                getpeername::<SockaddrStorage>(fd).is_ok()
+                    && getsockname::<SockaddrStorage>(fd)
+                        .is_ok_and(|local| local_port(&local) == Some(port))
+            },
+            |_| 0,
+        )
     }
 
-    /// The first socket of this process not taken by a session that `wanted` accepts.
-    fn claim(wanted: impl Fn(RawFd) -> bool) -> Option<TcpSocket> {
+    /// Of this process's sockets not taken by a session that `wanted` accepts, the one
+    /// `distance` puts first.
+    fn claim(wanted: impl Fn(RawFd) -> bool, distance: impl Fn(RawFd) -> u64) -> Option<TcpSocket> {
         let mut claimed = CLAIMED.lock().ok()?;
+        // (distance, fd, inode): a TcpSocket made here and dropped would release a claim.
+        let mut best: Option<(u64, RawFd, u64)> = None;
         for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
             let Some(fd) = entry
                 .file_name()
@@ -60,10 +72,14 @@ impl TcpSocket {
             if claimed.contains(&inode) || !wanted(fd) {
                 continue;
             }
-            claimed.insert(inode);
-            return Some(TcpSocket { fd, inode });
+            let d = distance(fd);
+            if best.is_none_or(|(b, _, _)| d < b) {
+                best = Some((d, fd, inode));
+            }
         }
-        None
+        let (_, fd, inode) = best?;
+        claimed.insert(inode);
+        Some(TcpSocket { fd, inode })
     }
 
     /// What the kernel reports of the connection; `None` once the descriptor no longer
@@ -186,7 +202,7 @@ mod tests {
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
             let addr = listener.local_addr().expect("addr");
             let _client = TcpStream::connect(addr).expect("connect");
-            let socket = TcpSocket::find(&[addr]).expect("found by peer");
+            let socket = TcpSocket::find(&[addr], 0).expect("found by peer");
             assert_eq!(socket.report(), None);
             return;
         }
@@ -194,9 +210,9 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         let mut client = TcpStream::connect(addr).expect("connect");
         let (mut server, _) = listener.accept().expect("accept");
-        let socket = TcpSocket::find(&[addr]).expect("found by peer");
+        let socket = TcpSocket::find(&[addr], 0).expect("found by peer");
         // Claimed: a second session to the same peer does not get it.
-        assert!(TcpSocket::find(&[addr]).is_none());
+        assert!(TcpSocket::find(&[addr], 0).is_none());
         client.write_all(&[7u8; 100_000]).expect("write");
         let mut got = vec![0u8; 100_000];
         server.read_exact(&mut got).expect("read");
@@ -213,7 +229,30 @@ mod tests {
         assert_eq!(report.unsent_bytes, 0);
         assert!(report.rtt_ms.is_some());
         drop(socket);
-        assert!(TcpSocket::find(&[addr]).is_some(), "released on drop");
+        assert!(TcpSocket::find(&[addr], 0).is_some(), "released on drop");
         drop(client);
+    }
+
+    #[test]
+    fn of_two_connections_to_one_peer_the_one_that_sent_as_much_is_taken() {
+        use std::os::fd::AsRawFd;
+        if !supported() {
+            return;
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut small = TcpStream::connect(addr).expect("connect");
+        let (mut server_small, _) = listener.accept().expect("accept");
+        let mut large = TcpStream::connect(addr).expect("connect");
+        let (mut server_large, _) = listener.accept().expect("accept");
+        small.write_all(&[1u8; 10_000]).expect("write");
+        large.write_all(&[2u8; 200_000]).expect("write");
+        let mut got = vec![0u8; 200_000];
+        server_small.read_exact(&mut got[..10_000]).expect("read");
+        server_large.read_exact(&mut got).expect("read");
+        let taken = TcpSocket::find(&[addr], 200_000).expect("found");
+        assert_eq!(taken.fd, large.as_raw_fd());
+        let other = TcpSocket::find(&[addr], 200_000).expect("the other one");
+        assert_eq!(other.fd, small.as_raw_fd());
     }
 }

@@ -185,7 +185,7 @@ impl Output {
         if self.over_tcp {
             let mut socket = self.socket.lock().ok()?;
             if socket.is_none() {
-                *socket = crate::delivery::TcpSocket::find(&self.peers);
+                *socket = crate::delivery::TcpSocket::find(&self.peers, self.feed.written());
             }
             return socket.as_ref()?.report();
         }
