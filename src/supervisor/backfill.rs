@@ -128,6 +128,7 @@ async fn deliver(
     cancel: &CancellationToken,
 ) -> Result<(), BackfillError> {
     let stop = cancel.child_token();
+    let pushed = progress.clone();
     let sending = {
         let (output, stop, kbps) = (output.clone(), stop.clone(), params.kbps);
         tokio::task::spawn_blocking(move || push_paced(&output, contents, kbps, &progress, &stop))
@@ -147,7 +148,15 @@ async fn deliver(
         }
         ev = events.next() => {
             stop.cancel();
-            return Err(ev.and_then(session_error).unwrap_or(BackfillError::Cancelled));
+            let error = ev.and_then(session_error).unwrap_or(BackfillError::Cancelled);
+            // Every frame pushed and acknowledged before the session broke: delivered.
+            let all = pushed.frames_sent.load(Ordering::Relaxed)
+                >= pushed.frames_total.load(Ordering::Relaxed);
+            if all && output.confirms() && settled(output).await {
+                debug!(error = ?error, "the session ended after the server acknowledged everything");
+                return Ok(());
+            }
+            return Err(error);
         }
         _ = cancel.cancelled() => {
             stop.cancel();
@@ -236,9 +245,35 @@ async fn confirm(
     };
     tokio::select! {
         c = drained(output) => if c { Ok(()) } else { Err(BackfillError::Unconfirmed) },
-        e = failed => Err(e),
+        e = failed => {
+            // Everything pushed had reached the server when the session broke (a server
+            // that closes the connection once it has the data): delivered. Sent again, it
+            // would arrive twice.
+            if output.confirms() && settled(output).await {
+                debug!(error = ?e, "the session ended after the server acknowledged everything");
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }
         _ = cancel.cancelled() => Err(BackfillError::Cancelled),
     }
+}
+
+/// Whether the output's queue is empty and, where the transport tells, every byte was
+/// acknowledged, now.
+async fn settled(output: &Output) -> bool {
+    let probe = output.clone();
+    tokio::task::spawn_blocking(move || {
+        let queue_empty = probe.feed().queued().bytes == 0;
+        let acked = !probe.confirms()
+            || probe
+                .transport_report()
+                .is_some_and(|r| r.unsent_bytes == 0 && r.in_flight_bytes == 0);
+        queue_empty && acked
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// Waits until the output's queue is empty and, where the transport tells, every byte
@@ -246,18 +281,7 @@ async fn confirm(
 async fn drained(output: &Output) -> bool {
     let deadline = tokio::time::Instant::now() + DRAIN_WAIT;
     loop {
-        let probe = output.clone();
-        let done = tokio::task::spawn_blocking(move || {
-            let queue_empty = probe.feed().queued().bytes == 0;
-            let acked = !probe.confirms()
-                || probe
-                    .transport_report()
-                    .is_some_and(|r| r.unsent_bytes == 0 && r.in_flight_bytes == 0);
-            queue_empty && acked
-        })
-        .await
-        .unwrap_or(false);
-        if done {
+        if settled(output).await {
             return true;
         }
         if tokio::time::Instant::now() >= deadline {
