@@ -9,25 +9,6 @@ use serde_json::Value;
 use support::daemon::{Daemon, stream_config};
 use support::receiver::Receiver;
 
-/// Frames per second a receiver got over its next `lines` stats lines (one a second).
-fn rate(rx: &mut Receiver, lines: usize) -> f64 {
-    let mut frames = 0;
-    let mut span = 0.0;
-    let mut last: Option<f64> = None;
-    for _ in 0..lines {
-        let stats = rx
-            .wait_for(|v| v["event"] == "stats", Duration::from_secs(5))
-            .expect("stats line");
-        let t = stats["t"].as_f64().unwrap_or_default();
-        if let Some(prev) = last {
-            frames += stats["window_frames"].as_u64().unwrap_or_default();
-            span += t - prev;
-        }
-        last = Some(t);
-    }
-    frames as f64 / span
-}
-
 #[test]
 fn killing_one_destination_leaves_the_other_at_full_rate() {
     let mut cloud = Receiver::start(0, None);
@@ -51,7 +32,7 @@ fn killing_one_destination_leaves_the_other_at_full_rate() {
         Duration::from_secs(10),
     )
     .expect("nvr streams");
-    let before = rate(&mut nvr, 6);
+    let before = nvr.rate(None, 6).0;
 
     cloud.kill();
     daemon
@@ -60,7 +41,7 @@ fn killing_one_destination_leaves_the_other_at_full_rate() {
             Duration::from_secs(10),
         )
         .expect("the loss of the main destination is noticed");
-    let after = rate(&mut nvr, 6);
+    let after = nvr.rate(None, 6).0;
     assert!(
         before >= 28.5 && after >= 0.95 * before,
         "nvr at {before:.1} frames/s before, {after:.1} after the main destination went"

@@ -4,34 +4,14 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::broker::Broker;
 use support::daemon::{Daemon, stream_config, write_config};
 use support::free_port;
 use support::mqtt::MqttClient;
-use support::pull::{Puller, StalledClient};
+use support::pull::{Puller, StalledClient, ffprobe};
 use support::receiver::Receiver;
-
-/// Frames per second a receiver got over its next `lines` stats lines.
-fn push_rate(rx: &mut Receiver, lines: usize) -> f64 {
-    let mut frames = 0;
-    let (mut first, mut last) = (None, 0.0);
-    for _ in 0..lines {
-        let stats = rx
-            .wait_for(|v| v["event"] == "stats", Duration::from_secs(5))
-            .expect("stats line");
-        let t = stats["t"].as_f64().unwrap_or_default();
-        if first.is_some() {
-            frames += stats["window_frames"].as_u64().unwrap_or_default();
-        } else {
-            first = Some(t);
-        }
-        last = t;
-    }
-    frames as f64 / (last - first.unwrap_or(last))
-}
 
 /// Decoded frames per second of each puller over `span`.
 fn pull_rates(pullers: &[Puller], span: Duration) -> Vec<f64> {
@@ -44,41 +24,6 @@ fn pull_rates(pullers: &[Puller], span: Duration) -> Vec<f64> {
         .zip(before)
         .map(|(p, b)| (p.decoded() - b) as f64 / took)
         .collect()
-}
-
-/// ffprobe's count of decoded frames and size over `seconds` of `url`.
-fn ffprobe(url: &str, seconds: u32) -> Result<(u64, u64, u64), String> {
-    // Bounded: a client that gets no answer (plain RTSP to an RTSPS port) waits forever.
-    let out = Command::new("timeout")
-        .args(["20", "ffprobe", "-timeout", "5000000"])
-        .args([
-            "-v",
-            "error",
-            "-rtsp_transport",
-            "tcp",
-            "-select_streams",
-            "v",
-        ])
-        .args(["-count_frames", "-read_intervals", &format!("%+{seconds}")])
-        .args([
-            "-show_entries",
-            "stream=width,height,nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(url)
-        .output()
-        .map_err(|e| format!("ffprobe: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let fields: Vec<u64> = text.split(',').filter_map(|f| f.parse().ok()).collect();
-    match (out.status.success(), fields.as_slice()) {
-        (true, [w, h, n]) => Ok((*w, *h, *n)),
-        _ => {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let tail: String = stderr.lines().take(5).collect::<Vec<_>>().join(" | ");
-            Err(format!("ffprobe {url}: {} {text} {tail}", out.status))
-        }
-    }
 }
 
 fn served_config(port: u16, extra: &str, push: &str) -> String {
@@ -138,7 +83,7 @@ fn clients_pull_while_pushing_and_a_stalled_one_slows_nobody() {
         let url = url.clone();
         move || ffprobe(&url, 3)
     });
-    let push = push_rate(&mut rx, 6);
+    let push = rx.rate(None, 6).0;
     let (w, h, frames) = probe
         .join()
         .expect("ffprobe thread")
@@ -156,7 +101,7 @@ fn clients_pull_while_pushing_and_a_stalled_one_slows_nobody() {
 
     let before = pull_rates(&pullers, Duration::from_secs(3));
     let stalled = StalledClient::start(port, "/cam0");
-    let push = push_rate(&mut rx, 6);
+    let push = rx.rate(None, 6).0;
     let after = pull_rates(&pullers, Duration::from_secs(4));
     eprintln!(
         "push {push:.1} frames/s; clients before {before:.1?}, with a stalled one {after:.1?}"

@@ -4,10 +4,10 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use support::free_port;
+use support::pull::ffprobe;
 use support::receiver::Receiver;
 use support::rig::Rig;
 
@@ -23,60 +23,11 @@ fn streams(rx: &Receiver) -> String {
     )
 }
 
-/// Frames per second the receiver got on `path` over its next `lines` stats lines of it,
-/// and each line's (time, frames).
-fn rate(rx: &mut Receiver, path: &str, lines: usize) -> (f64, Vec<(f64, u64)>) {
-    let (mut frames, mut first, mut last) = (0, None, 0.0);
-    let mut windows = Vec::new();
-    for _ in 0..lines {
-        let stats = rx
-            .wait_for(
-                |v| v["event"] == "stats" && v["path"] == path,
-                Duration::from_secs(5),
-            )
-            .unwrap_or_else(|| panic!("no stats for {path}"));
-        let t = stats["t"].as_f64().unwrap_or_default();
-        windows.push((t, stats["window_frames"].as_u64().unwrap_or_default()));
-        if first.is_some() {
-            frames += stats["window_frames"].as_u64().unwrap_or_default();
-        } else {
-            first = Some(t);
-        }
-        last = t;
-    }
-    (frames as f64 / (last - first.unwrap_or(last)), windows)
-}
-
 /// Width and height ffprobe decodes from `url` over two seconds.
 fn probe_size(url: &str) -> (u64, u64) {
-    // Bounded: a client that gets no answer (plain RTSP to an RTSPS port) waits forever.
-    let out = Command::new("timeout")
-        .args(["20", "ffprobe"])
-        .args([
-            "-v",
-            "error",
-            "-rtsp_transport",
-            "tcp",
-            "-select_streams",
-            "v",
-        ])
-        .args(["-count_frames", "-read_intervals", "%+2"])
-        .args([
-            "-show_entries",
-            "stream=width,height,nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(url)
-        .output()
-        .expect("ffprobe");
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let f: Vec<u64> = text.split(',').filter_map(|x| x.parse().ok()).collect();
-    assert!(
-        out.status.success() && f.len() == 3 && f[2] > 0,
-        "ffprobe {url}: {text}"
-    );
-    (f[0], f[1])
+    let (w, h, frames) = ffprobe(url, 2).expect("ffprobe decodes");
+    assert!(frames > 0, "ffprobe {url}: no frame");
+    (w, h)
 }
 
 #[test]
@@ -102,7 +53,7 @@ fn a_sub_stream_is_pushed_and_served_and_survives_its_parent_stopping() {
     let served = |id: &str| format!("rtsp://127.0.0.1:{port}/{id}");
     assert_eq!(probe_size(&served("cam0")), (640, 360));
     assert_eq!(probe_size(&served("cam0_sub")), (320, 180));
-    let (sub, w) = rate(&mut rig.rx, "/dev/cam0_sub", 4);
+    let (sub, w) = rig.rx.rate(Some("/dev/cam0_sub"), 4);
     assert!(
         (14.0..=16.5).contains(&sub),
         "sub-stream at {sub:.1} frames/s: {w:?}"
@@ -111,7 +62,7 @@ fn a_sub_stream_is_pushed_and_served_and_survives_its_parent_stopping() {
     // The sub-stream stopped: the main stream goes on at its rate.
     rig.ok("stream.stop", r#"{"stream": "cam0_sub"}"#);
     rig.state_now("cam0_sub", "stopped");
-    let (main, w) = rate(&mut rig.rx, "/dev/cam0", 5);
+    let (main, w) = rig.rx.rate(Some("/dev/cam0"), 5);
     assert!(
         main >= 0.95 * 30.0,
         "main at {main:.1} frames/s with the sub-stream stopped: {w:?}"
@@ -139,7 +90,7 @@ fn a_sub_stream_is_pushed_and_served_and_survives_its_parent_stopping() {
             Duration::from_secs(10),
         )
         .expect("the main stream's push ends");
-    let (sub, w) = rate(&mut rig.rx, "/dev/cam0_sub", 5);
+    let (sub, w) = rig.rx.rate(Some("/dev/cam0_sub"), 5);
     assert!(
         sub >= 0.95 * 15.0,
         "sub-stream at {sub:.1} frames/s with its parent stopped: {w:?}\n{}",

@@ -54,6 +54,14 @@ pub struct DeliverySnapshot {
     pub acknowledged: bool,
 }
 
+impl DeliverySnapshot {
+    /// The transport's part of the backlog: all of it but what waits in the output's
+    /// own `queued`.
+    pub fn transport_backlog(&self, queued: Queued) -> Duration {
+        Duration::from_secs_f64((self.backlog_ms / 1000.0 - queued.time.as_secs_f64()).max(0.0))
+    }
+}
+
 /// One session's meter.
 #[derive(Debug)]
 pub struct DeliveryMeter {

@@ -119,7 +119,7 @@ impl Registry {
                 let snapshot = s
                     .meter
                     .record(now, s.feed.written(), queued, report.as_ref());
-                let estimate = (snapshot.backlog_ms / 1000.0 - queued.time.as_secs_f64()).max(0.0);
+                let estimate = snapshot.transport_backlog(queued);
                 let waiting = snapshot.unsent_bytes + snapshot.in_flight_bytes > 0;
                 // Bytes waiting and nothing acknowledged for a while: the client stopped
                 // reading (the link-rate estimate of a loopback or LAN connection would
@@ -129,8 +129,7 @@ impl Registry {
                 } else {
                     Duration::ZERO
                 };
-                s.feed
-                    .set_transport_backlog(stalled.max(Duration::from_secs_f64(estimate)));
+                s.feed.set_transport_backlog(stalled.max(estimate));
             }
         }
     }

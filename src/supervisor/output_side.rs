@@ -187,10 +187,9 @@ impl OutputSide {
         let snapshot = s
             .meter
             .record(now, sample.written, queued, sample.report.as_ref());
-        let transport_ms = (snapshot.backlog_ms - queued.time.as_secs_f64() * 1000.0).max(0.0);
         s.output
             .feed()
-            .set_transport_backlog(Duration::from_secs_f64(transport_ms / 1000.0));
+            .set_transport_backlog(snapshot.transport_backlog(queued));
     }
 
     /// This side's state: reconnecting after a failure, streaming, or starting.

@@ -1,9 +1,11 @@
-//! RTSP clients pulling from the daemon's local server, in this process: GStreamer's
-//! `rtspsrc` (TCP) → depayload → parse → decode into an appsink that counts decoded
-//! frames, plus a raw client that plays a stream and then never reads its socket.
+//! RTSP clients pulling from the daemon's local server: GStreamer's `rtspsrc` (TCP) in
+//! this process → depayload → parse → decode into an appsink that counts decoded
+//! frames, a raw client that plays a stream and then never reads its socket, and
+//! `ffprobe`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
@@ -226,4 +228,39 @@ fn read_response(reader: &mut impl BufRead) -> Vec<String> {
     let mut body = vec![0; length];
     reader.read_exact(&mut body).expect("body");
     lines
+}
+
+/// ffprobe's count of decoded frames and size over `seconds` of `url`.
+pub fn ffprobe(url: &str, seconds: u32) -> Result<(u64, u64, u64), String> {
+    // Bounded: a client that gets no answer (plain RTSP to an RTSPS port) waits forever.
+    let out = Command::new("timeout")
+        .args(["20", "ffprobe", "-timeout", "5000000"])
+        .args([
+            "-v",
+            "error",
+            "-rtsp_transport",
+            "tcp",
+            "-select_streams",
+            "v",
+        ])
+        .args(["-count_frames", "-read_intervals", &format!("%+{seconds}")])
+        .args([
+            "-show_entries",
+            "stream=width,height,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(url)
+        .output()
+        .map_err(|e| format!("ffprobe: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let fields: Vec<u64> = text.split(',').filter_map(|f| f.parse().ok()).collect();
+    match (out.status.success(), fields.as_slice()) {
+        (true, [w, h, n]) => Ok((*w, *h, *n)),
+        _ => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let tail: String = stderr.lines().take(5).collect::<Vec<_>>().join(" | ");
+            Err(format!("ffprobe {url}: {} {text} {tail}", out.status))
+        }
+    }
 }

@@ -131,6 +131,31 @@ impl Receiver {
         Ok(v)
     }
 
+    /// Frames per second this receiver got over its next `lines` stats lines (one a
+    /// second per session), of the session on `path` or of any, and each line's
+    /// (time, frames): the frames after the first line over the time they span.
+    pub fn rate(&mut self, path: Option<&str>, lines: usize) -> (f64, Vec<(f64, u64)>) {
+        let mut windows = Vec::new();
+        for _ in 0..lines {
+            let stats = self
+                .wait_for(
+                    |v| v["event"] == "stats" && path.is_none_or(|p| v["path"] == p),
+                    Duration::from_secs(5),
+                )
+                .unwrap_or_else(|| panic!("no stats line for {path:?}"));
+            windows.push((
+                stats["t"].as_f64().unwrap_or_default(),
+                stats["window_frames"].as_u64().unwrap_or_default(),
+            ));
+        }
+        let frames: u64 = windows.iter().skip(1).map(|(_, f)| f).sum();
+        let span = match (windows.first(), windows.last()) {
+            (Some((t0, _)), Some((t1, _))) => t1 - t0,
+            _ => 0.0,
+        };
+        (frames as f64 / span, windows)
+    }
+
     /// Every line consumed so far, in order.
     pub fn events(&self) -> &[Value] {
         &self.events
