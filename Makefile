@@ -3,7 +3,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all deps build demo test unit bench bench-link fuzz soak lint fmt clean arm-test vm-test vm-smoke package-test deb
+.PHONY: all deps build demo test unit bench bench-link bench-fleet fuzz soak lint fmt clean arm-test vm-test vm-smoke package-test deb
 
 all: build
 
@@ -45,6 +45,14 @@ bench: build
 # Frame age and delivered rate, gst-launch-1.0 vs edgecam, over shaped links in a network namespace (root).
 bench-link: build
 	python3 scripts/bench_link.py
+
+# FLEET_N (200) edgecam processes, one tiny test stream each, on one local mosquitto and one
+# receiver: the time until all are online (in batches of FLEET_BATCH, 20, and all at once),
+# the broker's reconnection rate after a restart (target: at most N/5 per second), a
+# fleet-wide ping, a fleet-wide desired configuration, RSS per board and CPU; bounded by
+# FLEET_DEADLINE_S (1500). Figures in docs/fleet.md.
+bench-fleet: build
+	python3 scripts/bench_fleet.py
 
 # Property tests of the command intake and the configuration loader at 100,000 cases
 # each, then 100,000 malformed commands through mosquitto to a running daemon.
