@@ -59,7 +59,7 @@ impl Rig {
         );
         let daemon = Daemon::start(&config, &[]);
         let status = format!("{base}/status");
-        mqtt.wait_for(|m| m.topic == status && m.text() == "online", WAIT)
+        mqtt.wait_for(|m| m.topic == status && m.state() == "online", WAIT)
             .expect("online");
         let state = format!("{base}/streams/cam0/state");
         mqtt.wait_for(
