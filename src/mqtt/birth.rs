@@ -54,6 +54,12 @@ impl Birth {
         stamped(self.payload("offline", Some("shutdown")), SystemTime::now())
     }
 
+    /// Whether `payload` is this connection's birth.
+    pub fn is_own_birth(&self, payload: &[u8]) -> bool {
+        serde_json::from_slice::<StatusPayload>(payload)
+            .is_ok_and(|s| s.state == "online" && s.session == self.session)
+    }
+
     /// Whether `payload`, seen on `P/status` while this connection is up, is a death of
     /// an earlier session (or a plain `offline`) that a broker delivered after this
     /// birth: it must be overwritten with the birth again.
@@ -108,5 +114,8 @@ mod tests {
         assert!(!now.is_stale_death(&now.online()));
         assert!(!now.is_stale_death(&Birth::new(9).online()));
         assert!(!now.is_stale_death(b"{not json"));
+        assert!(now.is_own_birth(&now.online()));
+        assert!(!now.is_own_birth(&Birth::new(9).online()));
+        assert!(!now.is_own_birth(&now.offline()));
     }
 }

@@ -131,6 +131,8 @@ impl Service {
             link_stop.clone(),
         ));
         let mut birth: Option<Birth> = None;
+        // Whether this connection's birth came back on the status topic.
+        let mut birth_in_place = false;
         let mut groups: Vec<String> = Vec::new();
         let mut desired = Desired::load(&self.daemon.config().state_dir());
         let (desired_tx, mut desired_rx) = mpsc::channel::<(Apply, Applied)>(4);
@@ -161,6 +163,7 @@ impl Service {
                             None => info!(broker = %broker, "MQTT connected"),
                         }
                         groups = self.daemon.config().groups.clone();
+                        birth_in_place = false;
                         subscribe(&client, &p, &groups);
                         if let Some(b) = &birth {
                             p.on_connect(&self.daemon, b);
@@ -170,20 +173,28 @@ impl Service {
                     Link::Session(b) => birth = Some(b),
                     Link::Event(MqttEvent::Incoming(Packet::Publish(msg))) => {
                         if msg.topic == p.topics.status() {
-                            // A stale death retained over this connection's birth.
-                            if let Some(b) = birth.as_ref().filter(|b| p.connected && b.is_stale_death(&msg.payload)) {
-                                info!(session = b.session, "MQTT: a stale offline on the status topic; birth published again");
-                                p.birth(b);
+                            // Once the broker has this connection's birth, an older death
+                            // after it is a stale will retained over it.
+                            if let Some(b) = birth.as_ref().filter(|_| p.connected) {
+                                if b.is_own_birth(&msg.payload) {
+                                    birth_in_place = true;
+                                } else if birth_in_place && b.is_stale_death(&msg.payload) {
+                                    info!(session = b.session, "MQTT: a stale offline on the status topic; birth published again");
+                                    birth_in_place = false;
+                                    p.birth(b);
+                                }
                             }
                             let ack = p.outbox.hold(&msg);
                             p.outbox.release(ack);
                         } else if let Some(layer) = p.topics.desired_layer(&msg.topic) {
                             let ack = p.outbox.hold(&msg);
                             let cfg = self.daemon.config();
+                            // Started at the next tick: the versions queued for the
+                            // session while the device was away come in a burst, and
+                            // only the newest of each layer is applied.
                             if desired.offer(layer, &msg.payload, &cfg.groups) {
                                 p.reported(desired.report(&cfg));
                             }
-                            fleet.start(&mut desired);
                             p.outbox.release(ack);
                         } else {
                             on_message(&mut p, &mut lanes, &executor, &self.config, &self.daemon, msg);
@@ -240,6 +251,7 @@ impl Service {
                         regroup(&client, &p, &mut groups, &cfg.groups);
                         p.reported(desired.report(&cfg));
                     }
+                    fleet.start(&mut desired);
                     p.flush_events();
                 }
                 _ = health.tick() => {
