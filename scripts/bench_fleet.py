@@ -381,6 +381,11 @@ class Fleet:
                 p.wait(timeout=10)
         self.procs = {}
 
+    def cpu_seconds(self):
+        """Mean CPU seconds (user + system) of the running devices since they started."""
+        ticks = [cpu_ticks(p.pid) for p in self.procs.values()]
+        return statistics.mean(ticks) / TICKS if ticks else 0.0
+
     def log_tail(self, dev, n=5):
         try:
             with open(os.path.join(self.root, dev, "edgecam.log")) as f:
@@ -489,11 +494,13 @@ def run(root, fig):
         t_online = time.monotonic() - t0
         frames = rx.wait_frames(t0, N, left(ONLINE_TIMEOUT_S))
         t_frames = (max(frames) - t0) if len(frames) >= N else None
-        fig["batched"] = (t_online, batch_times, t_frames, len(frames))
+        start_cpu = fleet.cpu_seconds()
+        fig["batched"] = (t_online, batch_times, t_frames, len(frames), start_cpu)
         say(f"batched start ({BATCH} at a time, each waited for): all {N} online after "
             f"{t_online:.1f} s; per batch p50 {pct(batch_times, 50):.1f} s, max "
             f"{max(batch_times):.1f} s; all {len(frames)} streaming (first frame at the "
-            f"receiver) after {t_frames if t_frames is None else round(t_frames, 1)} s")
+            f"receiver) after {t_frames if t_frames is None else round(t_frames, 1)} s; "
+            f"CPU per board so far {start_cpu:.2f} s")
 
         # 5. Quiet window: CPU, then memory.
         time.sleep(left(5.0))  # the last batch's start-up (trials, first sessions) settles
@@ -548,10 +555,13 @@ def run(root, fig):
             last = wait_online(ctl, fleet, devs, t0, ONLINE_TIMEOUT_S)
             frames = rx.wait_frames(t0, N, left(ONLINE_TIMEOUT_S))
             t_frames = (max(frames) - t0) if len(frames) >= N else None
-            fig["at_once"] = (None if last is None else last - t0, t_frames, len(frames))
+            start_cpu = fleet.cpu_seconds()
+            fig["at_once"] = (None if last is None else last - t0, t_frames, len(frames),
+                              start_cpu)
             say(f"all {N} started at once: online after "
                 f"{'-' if last is None else f'{last - t0:.1f}'} s, {len(frames)} streaming after "
-                f"{'-' if t_frames is None else f'{t_frames:.1f}'} s")
+                f"{'-' if t_frames is None else f'{t_frames:.1f}'} s; CPU per board so far "
+                f"{start_cpu:.2f} s")
     finally:
         if fleet:
             fleet.stop()
@@ -679,7 +689,7 @@ def restart(broker, ctl, fleet, devs, settle):
            "all_back": None if last is None else last - t_up}
     say(f"reconnects after the restart: {len(connects)} CONNECTs from {len(clients)} devices "
         f"({res['again']} more than once) over {len(counts)} s of the log; per second: {counts}")
-    say(f"peak {peak}/s against target <= {target:.0f}/s (N/5): "
+    say(f"peak {peak}/s against target <= {target:g}/s (N/5): "
         f"{'PASS' if res['pass'] else 'FAIL'}")
     say(f"births seen by the controller {min(births, default=0):.2f}..{max(births, default=0):.2f}"
         f" s after the broker was back; per second from then: {birth_counts}; busiest 1 s "
@@ -692,14 +702,16 @@ def summary(fig, elapsed):
              f"N = {N} devices on one mosquitto and one receiver, "
              "160x120 1 fps x264 64 kbit/s each"]
     if "batched" in fig:
-        t, bt, tf, nf = fig["batched"]
+        t, bt, tf, nf, cpu = fig["batched"]
         lines.append(f"start, batches of {BATCH} (each waited for): all online {t:.1f} s "
                      f"(per batch p50 {pct(bt, 50):.1f} s, max {max(bt):.1f} s); all streaming "
-                     f"{'-' if tf is None else f'{tf:.1f}'} s ({nf} of {N})")
+                     f"{'-' if tf is None else f'{tf:.1f}'} s ({nf} of {N}); "
+                     f"{cpu:.2f} CPU s per board")
     if "at_once" in fig:
-        t, tf, nf = fig["at_once"]
+        t, tf, nf, cpu = fig["at_once"]
         lines.append(f"start, all {N} at once: all online {'-' if t is None else f'{t:.1f}'} s; "
-                     f"all streaming {'-' if tf is None else f'{tf:.1f}'} s ({nf} of {N})")
+                     f"all streaming {'-' if tf is None else f'{tf:.1f}'} s ({nf} of {N}); "
+                     f"{cpu:.2f} CPU s per board")
     for key, what in (("restart", "broker restart"),
                       ("restart_again", "broker restart again at once")):
         if key not in fig:
@@ -708,7 +720,7 @@ def summary(fig, elapsed):
         back = "-" if r["all_back"] is None else f"{r['all_back']:.1f}"
         lines.append(f"{what} (connections >= {r['age']:.0f} s old): {r['connects']} CONNECTs "
                      f"over {len(r['counts'])} s, peak {r['peak']}/s (target <= "
-                     f"{r['target']:.0f}/s: {'PASS' if r['pass'] else 'FAIL'}); all back "
+                     f"{r['target']:g}/s: {'PASS' if r['pass'] else 'FAIL'}); all back "
                      f"{back} s; per second {r['counts']}; births per second "
                      f"{r['birth_counts']}, busiest 1 s window {r['birth_peak']}")
     if "ping" in fig:
