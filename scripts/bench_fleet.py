@@ -64,6 +64,8 @@ STABLE_S = 32.0
 RECONNECT_TIMEOUT_S = 180.0
 TICKS = os.sysconf("SC_CLK_TCK")
 START = time.monotonic()
+# mosquitto_sub stamps messages with the wall clock; everything here is on the monotonic one.
+WALL_TO_MONO = time.time() - time.monotonic()
 
 
 class Deadline(Exception):
@@ -224,7 +226,7 @@ class Controller:
 
     def start(self):
         args = ["mosquitto_sub", "-p", str(self.port), "-q", "1", "-c", "-i", "fleet-bench-ctl",
-                "-F", "%r %t %p"]
+                "-F", "%U %r %t %p"]
         for t in self.TOPICS:
             args += ["-t", t]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -246,11 +248,13 @@ class Controller:
 
     def _read(self, proc):
         for line in proc.stdout:
-            t = time.monotonic()
-            parts = line.rstrip("\n").split(" ", 2)
-            if len(parts) < 3:
+            parts = line.rstrip("\n").split(" ", 3)
+            if len(parts) < 4:
                 continue
-            retained, topic, payload = parts[0] == "1", parts[1], parts[2]
+            # mosquitto_sub's own arrival time (%U), not this thread's: on a loaded machine
+            # lines wait in the pipe and would be read in one burst.
+            t = float(parts[0]) - WALL_TO_MONO
+            retained, topic, payload = parts[1] == "1", parts[2], parts[3]
             levels = topic.split("/")
             with self.cond:
                 self._take(t, retained, levels, topic, payload)
