@@ -50,7 +50,7 @@ bench-link: build
 # receiver: the time until all are online (in batches of FLEET_BATCH, 20, and all at once),
 # the broker's reconnection rate after a restart (target: at most N/5 per second), a
 # fleet-wide ping, a fleet-wide desired configuration, RSS per board and CPU; bounded by
-# FLEET_DEADLINE_S (1500). Figures in docs/fleet.md.
+# FLEET_DEADLINE_S (600). Figures in docs/fleet.md.
 bench-fleet: build
 	python3 scripts/bench_fleet.py
 
