@@ -1,0 +1,201 @@
+//! The roster as a text table (one row per stream) or as a JSON array.
+
+use std::io::Write;
+
+use super::FleetError;
+use super::roster::{Device, Roster, Status};
+
+const HEADER: [&str; 11] = [
+    "DEVICE", "STATUS", "VERSION", "BOARD", "GROUPS", "UPTIME", "TEMP", "STREAM", "STATE",
+    "FPS", "KBPS",
+];
+/// Columns of a row that describe the device rather than the stream.
+const DEVICE_COLUMNS: usize = 7;
+
+/// The table, then a line counting the devices.
+pub fn write_table(out: &mut impl Write, roster: &Roster) -> Result<(), FleetError> {
+    out.write_all(render(roster).as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// A JSON array of the devices, each with its status, info, health, reported
+/// configuration and streams.
+pub fn write_json(out: &mut impl Write, roster: &Roster) -> Result<(), FleetError> {
+    let devices: Vec<&Device> = roster.devices().collect();
+    serde_json::to_writer_pretty(&mut *out, &devices)?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// The table as text.
+pub fn render(roster: &Roster) -> String {
+    let mut rows: Vec<[String; 11]> = vec![HEADER.map(str::to_owned)];
+    for d in roster.devices() {
+        rows.extend(rows_of(d));
+    }
+    let mut widths = [0usize; 11];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut text = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            line.push_str(cell);
+            line.extend(std::iter::repeat_n(' ', w - cell.chars().count()));
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    let online = roster
+        .devices()
+        .filter(|d| d.status.as_ref().is_some_and(|s| s.online))
+        .count();
+    let offline = roster.devices().filter(|d| d.is_offline()).count();
+    text.push_str(&format!(
+        "{} device(s): {online} online, {offline} offline\n",
+        roster.len()
+    ));
+    text
+}
+
+fn rows_of(d: &Device) -> Vec<[String; 11]> {
+    let device: [String; DEVICE_COLUMNS] = [
+        d.id.clone(),
+        d.status.as_ref().map_or("-".into(), status),
+        or_dash(d.version.as_deref()),
+        or_dash(d.board_model.as_deref()),
+        if d.groups().is_empty() {
+            "-".into()
+        } else {
+            d.groups().join(",")
+        },
+        d.uptime_s.map_or("-".into(), uptime),
+        d.temperature_c.map_or("-".into(), |t| format!("{t:.1}°C")),
+    ];
+    let mut streams: Vec<[String; 4]> = d
+        .streams
+        .iter()
+        .map(|(id, s)| {
+            let state = match (&s.state, &s.reason) {
+                (Some(st), Some(r)) => format!("{st}({r})"),
+                (Some(st), None) => st.clone(),
+                (None, _) => "-".into(),
+            };
+            [
+                id.clone(),
+                state,
+                s.fps.map_or("-".into(), |f| format!("{f:.1}")),
+                s.bitrate_kbps.map_or("-".into(), |b| format!("{b:.0}")),
+            ]
+        })
+        .collect();
+    if streams.is_empty() {
+        streams.push(["-".into(), "-".into(), "-".into(), "-".into()]);
+    }
+    streams
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut row: [String; 11] = Default::default();
+            if i == 0 {
+                row[..DEVICE_COLUMNS].clone_from_slice(&device);
+            } else {
+                // Later streams of the device: its id again, for grep.
+                row[0].clone_from(&d.id);
+            }
+            row[DEVICE_COLUMNS..].clone_from_slice(&s);
+            row
+        })
+        .collect()
+}
+
+fn status(s: &Status) -> String {
+    let state = if s.online { "online" } else { "offline" };
+    match s.session {
+        Some(n) => format!("{state}#{n}"),
+        None => state.into(),
+    }
+}
+
+fn or_dash(s: Option<&str>) -> String {
+    s.filter(|s| !s.is_empty()).unwrap_or("-").to_owned()
+}
+
+/// `42s`, `12m05s`, `3h12m`, `4d03h`.
+fn uptime(s: f64) -> String {
+    let s = s.max(0.0) as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86_400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_row_per_stream_aligned() {
+        let mut r = Roster::default();
+        for (t, p) in [
+            (
+                "e/a/status",
+                r#"{"state":"online","session":3,"since":"t"}"#,
+            ),
+            ("e/a/info", r#"{"version":"0.1.0","board_model":null}"#),
+            ("e/a/health", r#"{"uptime_s":3725.2,"temperature_c":51.04}"#),
+            ("e/a/streams/cam0/state", r#"{"state":"streaming"}"#),
+            ("e/a/streams/cam0/stats", r#"{"fps":5.0,"bitrate_kbps":96.6}"#),
+            (
+                "e/a/streams/cam1/state",
+                r#"{"state":"reconnecting","reason":{"code":"upstream_unreachable"}}"#,
+            ),
+            ("e/b/status", "offline"),
+        ] {
+            r.apply("e", t, p.as_bytes());
+        }
+        let text = render(&r);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        assert!(lines[0].starts_with("DEVICE  STATUS    VERSION"), "{text}");
+        assert!(
+            lines[1].contains("online#3") && lines[1].contains("1h02m"),
+            "{text}"
+        );
+        assert!(lines[1].contains("51.0°C") && lines[1].contains("cam0"), "{text}");
+        assert!(lines[1].ends_with("streaming                           5.0  97"), "{text}");
+        assert!(lines[2].starts_with("a ") && lines[2].contains("reconnecting(upstream_unreachable)"));
+        assert!(lines[3].starts_with("b       offline"), "{text}");
+        assert_eq!(lines[4], "2 device(s): 1 online, 1 offline");
+    }
+
+    #[test]
+    fn json_is_an_array_of_devices() {
+        let mut r = Roster::default();
+        r.apply("e", "e/a/status", b"online");
+        let mut out = Vec::new();
+        write_json(&mut out, &r).expect("json");
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("parses");
+        assert_eq!(v[0]["device"], "a");
+        assert_eq!(v[0]["status"]["online"], true);
+        assert!(v[0]["streams"].is_object());
+    }
+
+    #[test]
+    fn uptimes() {
+        assert_eq!(uptime(42.9), "42s");
+        assert_eq!(uptime(725.0), "12m05s");
+        assert_eq!(uptime(11_520.0), "3h12m");
+        assert_eq!(uptime(356_400.0), "4d03h");
+    }
+}
