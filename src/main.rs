@@ -44,7 +44,7 @@ enum Command {
     },
     /// Operate a fleet over MQTT: list devices, send commands, change desired
     /// configuration (docs/fleet.md).
-    Fleet(fleet::FleetArgs),
+    Fleet(Box<fleet::FleetArgs>),
 }
 
 fn main() -> ExitCode {
@@ -95,7 +95,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }),
         // No GStreamer here: the fleet commands only talk to the broker.
-        Command::Fleet(args) => fleet::run(args),
+        Command::Fleet(args) => fleet::run(*args),
     }
 }
 

@@ -31,7 +31,10 @@ pub struct Request {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
     Ok(Value),
-    Error { code: String, message: String },
+    Error {
+        code: String,
+        message: String,
+    },
     NoReply,
     /// Offline by its status: not waited for.
     Offline,
@@ -252,10 +255,15 @@ mod tests {
         let one = expected(&roster, &Target::Device("zz".into()));
         assert_eq!(one.len(), 1);
         let mut answers = expected(&roster, &Target::All);
-        answers.insert("a".into(), answer(&serde_json::json!({"ok": true, "result": {"pong": true}})));
+        answers.insert(
+            "a".into(),
+            answer(&serde_json::json!({"ok": true, "result": {"pong": true}})),
+        );
         answers.insert(
             "c".into(),
-            answer(&serde_json::json!({"ok": false, "error": {"code": "forbidden", "message": "no"}})),
+            answer(
+                &serde_json::json!({"ok": false, "error": {"code": "forbidden", "message": "no"}}),
+            ),
         );
         let request = Request::new("all", "ping", &[]).expect("request");
         let mut out = Vec::new();

@@ -89,7 +89,9 @@ impl Settings {
         let (host, port, tls) = self
             .mqtt
             .endpoint()
-            .filter(|_| self.mqtt.url.starts_with("mqtt://") || self.mqtt.url.starts_with("mqtts://"))
+            .filter(|_| {
+                self.mqtt.url.starts_with("mqtt://") || self.mqtt.url.starts_with("mqtts://")
+            })
             .ok_or_else(|| {
                 FleetError::Usage(format!(
                     "broker {} is not mqtt://host[:port] or mqtts://host[:port]",
@@ -108,10 +110,7 @@ impl Settings {
             .set_clean_session(true)
             .set_max_packet_size(MAX_INCOMING, MAX_OUTGOING);
         if let Some(user) = &self.mqtt.username {
-            o.set_credentials(
-                user,
-                options::password(&self.mqtt)?.unwrap_or_default(),
-            );
+            o.set_credentials(user, options::password(&self.mqtt)?.unwrap_or_default());
         }
         if tls {
             let _ = rustls::crypto::ring::default_provider().install_default();
@@ -128,7 +127,9 @@ fn mqtt_section(path: &Path) -> Result<MqttConfig, FleetError> {
         message,
     };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    let mut doc: toml::Table = text.parse().map_err(|e: toml::de::Error| err(e.to_string()))?;
+    let mut doc: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| err(e.to_string()))?;
     let section = doc
         .remove("mqtt")
         .ok_or_else(|| err("no [mqtt] section".into()))?;
@@ -279,7 +280,10 @@ impl Controller {
         let Controller { client, task, .. } = self;
         let _ = client.try_disconnect();
         // The event loop ends on the DISCONNECT going out (or on an error).
-        if tokio::time::timeout(DISCONNECT_TIMEOUT, task).await.is_err() {
+        if tokio::time::timeout(DISCONNECT_TIMEOUT, task)
+            .await
+            .is_err()
+        {
             tracing::debug!("DISCONNECT not sent within the bound");
         }
     }
@@ -347,7 +351,10 @@ mod tests {
             ..ConnectionArgs::default()
         };
         let s = Settings::from_args(&args).expect("settings");
-        assert_eq!((s.mqtt.url.as_str(), s.prefix.as_str()), ("mqtt://127.0.0.1:9", "other"));
+        assert_eq!(
+            (s.mqtt.url.as_str(), s.prefix.as_str()),
+            ("mqtt://127.0.0.1:9", "other")
+        );
         let o = s.options().expect("options");
         assert!(o.clean_session());
         assert!(o.client_id().starts_with("edgecam-fleet-"));
@@ -357,7 +364,10 @@ mod tests {
     #[test]
     fn defaults_and_bad_urls() {
         let s = Settings::from_args(&ConnectionArgs::default()).expect("settings");
-        assert_eq!((s.mqtt.url.as_str(), s.prefix.as_str()), (DEFAULT_BROKER, "edgecam"));
+        assert_eq!(
+            (s.mqtt.url.as_str(), s.prefix.as_str()),
+            (DEFAULT_BROKER, "edgecam")
+        );
         let args = ConnectionArgs {
             broker: Some("http://127.0.0.1".into()),
             ..ConnectionArgs::default()

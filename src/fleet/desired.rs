@@ -32,8 +32,13 @@ pub struct Change {
 /// What one device did with the new version.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Applied { restart_required: Vec<String> },
-    Rejected { code: String, message: String },
+    Applied {
+        restart_required: Vec<String>,
+    },
+    Rejected {
+        code: String,
+        message: String,
+    },
     NoReport,
     /// Offline by its status: takes the document when it connects.
     Offline,
@@ -170,13 +175,13 @@ pub async fn run(
         for (id, outcome) in outcomes.iter_mut() {
             if matches!(outcome, Outcome::NoReport | Outcome::Offline) {
                 let device = roster.device(id);
-                *outcome = device
-                    .and_then(|d| reported(d, &layer, version))
-                    .unwrap_or(if device.is_some_and(Device::is_offline) {
+                *outcome = device.and_then(|d| reported(d, &layer, version)).unwrap_or(
+                    if device.is_some_and(Device::is_offline) {
                         Outcome::Offline
                     } else {
                         Outcome::NoReport
-                    });
+                    },
+                );
             }
         }
         if !outcomes.values().any(|o| *o == Outcome::NoReport) {
@@ -291,7 +296,10 @@ mod tests {
         assert!(next_document(Some(b"[1]"), &patch, "t").is_err());
         assert!(next_document(Some(br#"{"version": "x"}"#), &patch, "t").is_err());
         // A cleared document starts over.
-        assert_eq!(next_document(Some(b""), &patch, "t").expect("cleared")["version"], 1);
+        assert_eq!(
+            next_document(Some(b""), &patch, "t").expect("cleared")["version"],
+            1
+        );
     }
 
     #[test]

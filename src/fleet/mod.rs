@@ -65,9 +65,7 @@ impl FleetError {
             FleetError::Connect { .. }
             | FleetError::Lost(_)
             | FleetError::Refused(_)
-            | FleetError::NoAck(_) => {
-                EXIT_UNAVAILABLE
-            }
+            | FleetError::NoAck(_) => EXIT_UNAVAILABLE,
             FleetError::Output(_) | FleetError::Json(_) | FleetError::Runtime(_) => 1,
         }
     }

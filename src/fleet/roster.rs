@@ -42,6 +42,8 @@ pub struct Device {
 /// `P/status`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Status {
+    /// Serialized as `"state": "online" | "offline"`, as on `P/status`.
+    #[serde(rename = "state", serialize_with = "state_name")]
     pub online: bool,
     /// `None` for the legacy plain payload.
     pub session: Option<u64>,
@@ -103,18 +105,19 @@ impl Roster {
         if matches!(leaf, Leaf::Reply(_)) {
             return false;
         }
-        let device = self
-            .devices
-            .entry(id.to_owned())
-            .or_insert_with(|| Device {
-                id: id.to_owned(),
-                ..Device::default()
-            });
+        let device = self.devices.entry(id.to_owned()).or_insert_with(|| Device {
+            id: id.to_owned(),
+            ..Device::default()
+        });
         let json = || serde_json::from_slice::<Value>(payload).ok();
         match leaf {
             Leaf::Status => match parse_status(payload) {
                 Some(new) => {
-                    if device.status.as_ref().is_none_or(|old| supersedes(&new, old)) {
+                    if device
+                        .status
+                        .as_ref()
+                        .is_none_or(|old| supersedes(&new, old))
+                    {
                         device.status = Some(new);
                     }
                 }
@@ -235,6 +238,10 @@ fn supersedes(new: &Status, old: &Status) -> bool {
     }
 }
 
+fn state_name<S: serde::Serializer>(online: &bool, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(if *online { "online" } else { "offline" })
+}
+
 fn str_field(v: &Value, key: &str) -> Option<String> {
     v.get(key)?.as_str().map(str::to_owned)
 }
@@ -320,7 +327,10 @@ mod tests {
         let old_will = r#"{"state":"offline","session":12,"reason":"connection_lost"}"#;
         let will = r#"{"state":"offline","session":13,"reason":"connection_lost"}"#;
         let r = roster(&[("edgecam/a/status", born), ("edgecam/a/status", old_will)]);
-        let s = r.device("a").and_then(|d| d.status.clone()).expect("status");
+        let s = r
+            .device("a")
+            .and_then(|d| d.status.clone())
+            .expect("status");
         assert!(s.online);
         assert_eq!(s.session, Some(13));
         let r = roster(&[("edgecam/a/status", born), ("edgecam/a/status", will)]);

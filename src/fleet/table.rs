@@ -6,8 +6,8 @@ use super::FleetError;
 use super::roster::{Device, Roster, Status};
 
 const HEADER: [&str; 11] = [
-    "DEVICE", "STATUS", "VERSION", "BOARD", "GROUPS", "UPTIME", "TEMP", "STREAM", "STATE",
-    "FPS", "KBPS",
+    "DEVICE", "STATUS", "VERSION", "BOARD", "GROUPS", "UPTIME", "TEMP", "STREAM", "STATE", "FPS",
+    "KBPS",
 ];
 /// Columns of a row that describe the device rather than the stream.
 const DEVICE_COLUMNS: usize = 7;
@@ -155,7 +155,10 @@ mod tests {
             ("e/a/info", r#"{"version":"0.1.0","board_model":null}"#),
             ("e/a/health", r#"{"uptime_s":3725.2,"temperature_c":51.04}"#),
             ("e/a/streams/cam0/state", r#"{"state":"streaming"}"#),
-            ("e/a/streams/cam0/stats", r#"{"fps":5.0,"bitrate_kbps":96.6}"#),
+            (
+                "e/a/streams/cam0/stats",
+                r#"{"fps":5.0,"bitrate_kbps":96.6}"#,
+            ),
             (
                 "e/a/streams/cam1/state",
                 r#"{"state":"reconnecting","reason":{"code":"upstream_unreachable"}}"#,
@@ -172,9 +175,17 @@ mod tests {
             lines[1].contains("online#3") && lines[1].contains("1h02m"),
             "{text}"
         );
-        assert!(lines[1].contains("51.0°C") && lines[1].contains("cam0"), "{text}");
-        assert!(lines[1].ends_with("streaming                           5.0  97"), "{text}");
-        assert!(lines[2].starts_with("a ") && lines[2].contains("reconnecting(upstream_unreachable)"));
+        assert!(
+            lines[1].contains("51.0°C") && lines[1].contains("cam0"),
+            "{text}"
+        );
+        assert!(
+            lines[1].ends_with("streaming                           5.0  97"),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with("a ") && lines[2].contains("reconnecting(upstream_unreachable)")
+        );
         assert!(lines[3].starts_with("b       offline"), "{text}");
         assert_eq!(lines[4], "2 device(s): 1 online, 1 offline");
     }
@@ -187,7 +198,7 @@ mod tests {
         write_json(&mut out, &r).expect("json");
         let v: serde_json::Value = serde_json::from_slice(&out).expect("parses");
         assert_eq!(v[0]["device"], "a");
-        assert_eq!(v[0]["status"]["online"], true);
+        assert_eq!(v[0]["status"]["state"], "online");
         assert!(v[0]["streams"].is_object());
     }
 

@@ -88,8 +88,7 @@ impl std::fmt::Display for Target {
 /// 1-64 characters of `A-Z a-z 0-9 . _ -` (group and command names).
 pub fn is_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
