@@ -1,6 +1,7 @@
 //! edgecam: captures camera frames, encodes H.264 through GStreamer, publishes to an
 //! upstream RTSP server and recovers by itself.
 
+pub mod atomic_file;
 pub mod backoff;
 pub mod camera;
 pub mod command;

@@ -59,7 +59,7 @@ impl Rig {
         );
         let daemon = Daemon::start(&config, &[]);
         let status = format!("{base}/status");
-        mqtt.wait_for(|m| m.topic == status && m.text() == "online", WAIT)
+        mqtt.wait_for(|m| m.topic == status && m.state() == "online", WAIT)
             .expect("online");
         let state = format!("{base}/streams/cam0/state");
         mqtt.wait_for(
@@ -218,6 +218,11 @@ fn discovery_announces_each_entity_and_every_topic_it_names_is_live() {
         );
         assert_eq!(body["availability_topic"], status, "{topic}");
         assert_eq!(body["payload_available"], "online", "{topic}");
+        // `P/status` is JSON (with the session): Home Assistant reads its `state`.
+        assert_eq!(
+            body["availability_template"], "{{ value_json.state }}",
+            "{topic}"
+        );
         assert_eq!(body["payload_not_available"], "offline", "{topic}");
         assert!(body["name"].is_string(), "{topic}: {body}");
     }

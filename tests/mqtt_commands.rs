@@ -50,7 +50,7 @@ impl Rig {
     fn wait_status(&mut self, status: &str) {
         let topic = self.topic("status");
         self.mqtt
-            .wait_for(|m| m.topic == topic && m.text() == status, WAIT)
+            .wait_for(|m| m.topic == topic && m.state() == status, WAIT)
             .unwrap_or_else(|| panic!("{topic} never became {status}"));
     }
 
@@ -108,7 +108,7 @@ impl Rig {
         let topic = self.topic("status");
         self.mqtt.messages()[mark..]
             .iter()
-            .any(|m| m.topic == topic && m.text() == "offline")
+            .any(|m| m.topic == topic && m.state() == "offline")
     }
 
     /// The retained `cam0` meta, as a new subscriber gets it.
@@ -508,7 +508,7 @@ fn config_set_persists_survives_a_restart_and_bad_patches_change_nothing() {
     rig.daemon.restart();
     let status = rig.topic("status");
     rig.mqtt
-        .wait_since(mark, |m| m.topic == status && m.text() == "offline", WAIT)
+        .wait_since(mark, |m| m.topic == status && m.state() == "offline", WAIT)
         .expect("no offline at the restart");
     // `wait_since` moved the position past `offline`: this `online` is the new process's.
     rig.wait_status("online");
@@ -579,7 +579,7 @@ fn the_allowlist_refuses_what_it_does_not_name() {
     let mut mqtt = MqttClient::connect(&broker.url(), &[&format!("edgecam/{device}/#")]);
     let daemon = Daemon::start(&toml, &[]);
     let status = format!("edgecam/{device}/status");
-    mqtt.wait_for(|m| m.topic == status && m.text() == "online", WAIT)
+    mqtt.wait_for(|m| m.topic == status && m.state() == "online", WAIT)
         .expect("online");
     let mark = mqtt.mark();
     let mut cmd = |name: &str, payload: &str| {
@@ -617,7 +617,7 @@ fn the_allowlist_refuses_what_it_does_not_name() {
     assert!(
         !mqtt.messages()[mark..]
             .iter()
-            .any(|m| m.topic == status && m.text() == "offline"),
+            .any(|m| m.topic == status && m.state() == "offline"),
         "the daemon went offline"
     );
 }

@@ -49,7 +49,7 @@ fn online_retained_then_offline_on_sigterm() {
     let mut live = MqttClient::connect(&broker.url(), &["edgecam/st-1/#"]);
     let online = live
         .wait_for(
-            |m| m.topic == "edgecam/st-1/status" && m.text() == "online",
+            |m| m.topic == "edgecam/st-1/status" && m.state() == "online",
             Duration::from_secs(15),
         )
         .expect("online");
@@ -60,7 +60,7 @@ fn online_retained_then_offline_on_sigterm() {
         .wait_topic("edgecam/st-1/status", Duration::from_secs(5))
         .expect("retained status");
     assert!(
-        retained.retain && retained.text() == "online",
+        retained.retain && retained.state() == "online",
         "{retained:?}"
     );
 
@@ -68,7 +68,7 @@ fn online_retained_then_offline_on_sigterm() {
     assert!(status.success());
     assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
     live.wait_for(
-        |m| m.topic == "edgecam/st-1/status" && m.text() == "offline",
+        |m| m.topic == "edgecam/st-1/status" && m.state() == "offline",
         Duration::from_secs(3),
     )
     .expect("offline published on clean shutdown");
@@ -76,7 +76,25 @@ fn online_retained_then_offline_on_sigterm() {
     let last = after
         .wait_topic("edgecam/st-1/status", Duration::from_secs(5))
         .expect("retained");
-    assert_eq!(last.text(), "offline");
+    assert_eq!(last.state(), "offline");
+    assert_eq!(last.json()["reason"], "shutdown", "{}", last.text());
+    // The plain topic for Home Assistant said the same.
+    let plain: Vec<String> = live
+        .messages()
+        .iter()
+        .filter(|m| m.topic == "edgecam/st-1/availability")
+        .map(Msg::text)
+        .collect();
+    assert_eq!(
+        plain.first().map(String::as_str),
+        Some("online"),
+        "{plain:?}"
+    );
+    assert_eq!(
+        plain.last().map(String::as_str),
+        Some("offline"),
+        "{plain:?}"
+    );
     assert!(
         daemon.log().contains("published offline"),
         "{}",
@@ -96,20 +114,62 @@ fn last_will_says_offline_after_sigkill() {
         &[],
     );
     let mut client = MqttClient::connect(&broker.url(), &["edgecam/st-2/status"]);
-    client
-        .wait_for(|m| m.text() == "online", Duration::from_secs(15))
-        .expect("online");
+    let birth = client
+        .wait_for(|m| m.state() == "online", Duration::from_secs(15))
+        .expect("online")
+        .json();
+    let session = birth["session"].as_u64().expect("a session in the birth");
     nix::sys::signal::kill(daemon.pid(), nix::sys::signal::Signal::SIGKILL).expect("kill");
     daemon.wait_exit(Duration::from_secs(5)).expect("killed");
     // mosquitto sends the will once it notices the dead connection (socket closed).
-    client
-        .wait_for(|m| m.text() == "offline", Duration::from_secs(10))
-        .expect("last will offline");
+    let will = client
+        .wait_for(|m| m.state() == "offline", Duration::from_secs(10))
+        .expect("last will offline")
+        .json();
+    // The will names the connection it is the will of.
+    assert_eq!(will["session"], session, "{will} after {birth}");
+    assert_eq!(will["since"], birth["since"], "{will} after {birth}");
+    assert_eq!(will["reason"], "connection_lost", "{will}");
     let mut after = MqttClient::connect(&broker.url(), &["edgecam/st-2/status"]);
     let retained = after
         .wait_topic("edgecam/st-2/status", Duration::from_secs(5))
         .expect("retained will");
-    assert_eq!(retained.text(), "offline");
+    assert_eq!(retained.state(), "offline");
+
+    // The next process's birth carries a later session (kept in the state directory).
+    daemon.restart();
+    let reborn = after
+        .wait_for(|m| m.state() == "online", Duration::from_secs(15))
+        .expect("online again")
+        .json();
+    assert!(
+        reborn["session"].as_u64() > Some(session),
+        "{reborn} after {birth}"
+    );
+
+    // A late will of the old connection, retained over the new birth (as a broker
+    // cluster may deliver it): the device publishes its birth again over it.
+    let mark = after.mark();
+    after.publish("edgecam/st-2/status", will.to_string().as_bytes(), true);
+    let again = after
+        .wait_since(
+            mark,
+            |m| m.state() == "online" && m.json()["session"] == reborn["session"],
+            Duration::from_secs(10),
+        )
+        .expect("the birth published again over a stale will");
+    drop(again);
+    let mut fresh = MqttClient::connect(&broker.url(), &["edgecam/st-2/status"]);
+    let retained = fresh
+        .wait_latest("edgecam/st-2/status", |m| m.retain, Duration::from_secs(5))
+        .expect("retained status");
+    assert_eq!(
+        retained.json()["session"],
+        reborn["session"],
+        "{}",
+        retained.text()
+    );
+    assert_eq!(retained.state(), "online");
 }
 
 #[test]
@@ -298,7 +358,7 @@ fn broker_outage_streaming_continues_and_events_arrive_in_order_afterwards() {
     let status = "edgecam/st-4/status";
     let mut before = MqttClient::connect_persistent(&broker.url(), OBSERVER, &["edgecam/st-4/#"]);
     before
-        .wait_latest(status, |m| m.text() == "online", Duration::from_secs(15))
+        .wait_latest(status, |m| m.state() == "online", Duration::from_secs(15))
         .expect("online");
     rx.wait_for(|v| v["event"] == "stats", Duration::from_secs(20))
         .expect("streaming");
@@ -347,7 +407,7 @@ fn broker_outage_streaming_continues_and_events_arrive_in_order_afterwards() {
     let mut c = MqttClient::connect_persistent(&broker.url(), OBSERVER, &["edgecam/st-4/#"]);
     c.wait_since(
         0,
-        |m| m.topic == status && m.text() == "online" && !m.retain,
+        |m| m.topic == status && m.state() == "online" && !m.retain,
         Duration::from_secs(10),
     )
     .expect("the daemon did not say online again after the broker returned");
@@ -370,12 +430,12 @@ fn broker_outage_streaming_continues_and_events_arrive_in_order_afterwards() {
         "{lost} {restored}"
     );
     // The stream was never interrupted by the broker: one capture, no capture restart.
-    // Health and stats (QoS 0) are not queued: any the observer has is from after the
-    // reconnection.
+    // Health and stats (QoS 0) are not queued; the retained ones from before the outage
+    // come first (retain flag set): the live ones are from after the reconnection.
     let health = c
         .wait_since(
             0,
-            |m| m.topic == "edgecam/st-4/health",
+            |m| m.topic == "edgecam/st-4/health" && !m.retain,
             Duration::from_secs(5),
         )
         .expect("health")
@@ -384,7 +444,7 @@ fn broker_outage_streaming_continues_and_events_arrive_in_order_afterwards() {
     let stats = c
         .wait_since(
             0,
-            |m| m.topic == "edgecam/st-4/streams/cam0/stats",
+            |m| m.topic == "edgecam/st-4/streams/cam0/stats" && !m.retain,
             Duration::from_secs(5),
         )
         .expect("stats")

@@ -60,7 +60,7 @@ fn mutual_tls_with_the_test_ca_goes_online_and_answers_commands() {
     );
 
     let status = format!("{base}/status");
-    mqtt.wait_for(|m| m.topic == status && m.text() == "online", WAIT)
+    mqtt.wait_for(|m| m.topic == status && m.state() == "online", WAIT)
         .expect("no online over TLS");
     let reply = mqtt
         .request(
@@ -175,7 +175,7 @@ fn password_from_a_file_connects_and_never_appears_anywhere() {
     );
 
     let status = format!("{base}/status");
-    mqtt.wait_for(|m| m.topic == status && m.text() == "online", WAIT)
+    mqtt.wait_for(|m| m.topic == status && m.state() == "online", WAIT)
         .expect("no online with username and password_file");
     rx.wait_for(|v| v["event"] == "first_frame", WAIT)
         .expect("the stream did not start");

@@ -48,7 +48,7 @@ fn recordings_are_listed_backfilled_on_demand_and_deleted() {
     );
     let mut daemon = Daemon::start(&config, &[]);
     mqtt.wait_for(
-        |m| m.topic == "edgecam/rc/status" && m.text() == "online",
+        |m| m.topic == "edgecam/rc/status" && m.state() == "online",
         WAIT,
     )
     .expect("online");

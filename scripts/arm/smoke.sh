@@ -126,7 +126,8 @@ done
 # Subscribed only now, with --retained-only: what arrives is what the broker retained.
 status=$(mosquitto_sub -h 127.0.0.1 -p "$mqtt_port" -t edgecam/arm-smoke/status --retained-only \
   -C 1 -W 30 2> "$work/mosquitto_sub.log") || fail "no retained status on edgecam/arm-smoke/status within 30 s"
-[ "$status" = "online" ] || fail "status is '$status', expected 'online'"
+# JSON with the session (docs/fleet.md): {"state":"online","session":N,...}
+[ "$(field state "$status")" = '"online"' ] || fail "status is '$status', expected state online"
 
 kill -TERM "$edgecam"
 stop_start=$(date +%s.%N)

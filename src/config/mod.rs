@@ -61,6 +61,10 @@ pub struct Config {
     /// Where the daemon keeps state (disk space is reported for it); systemd's
     /// `$STATE_DIRECTORY` when not set, else /var/lib/edgecam.
     pub state_dir: Option<PathBuf>,
+    /// The groups this device belongs to: it also takes commands and desired
+    /// configuration from `<topic_prefix>/groups/<group>/…` (docs/fleet.md).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
     /// MQTT reporting and commands; off when the section is absent.
     pub mqtt: Option<MqttConfig>,
     /// Capture runs in a row that end without a frame, with the camera present, after
@@ -185,6 +189,7 @@ impl Default for Config {
         Config {
             device_id: None,
             state_dir: None,
+            groups: Vec::new(),
             mqtt: None,
             watchdog_capture_failures: 5,
             homeassistant: HomeAssistantConfig::default(),

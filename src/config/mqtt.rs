@@ -30,6 +30,10 @@ pub struct MqttConfig {
     /// Upper bound of the reconnection backoff, seconds (full jitter: each wait is
     /// anywhere between 0 and the exponential delay, so a fleet spreads out).
     pub reconnect_max_s: u32,
+    /// After losing an established connection, the first attempt comes at a random
+    /// moment within this many seconds (at most `reconnect_max_s`), so that the boards of
+    /// a broker that restarts come back spread out rather than in one wave.
+    pub reconnect_spread_s: u32,
 }
 
 /// Home Assistant MQTT discovery.
@@ -55,6 +59,7 @@ impl Default for MqttConfig {
             commands_allow: vec!["*".into()],
             event_queue: 1000,
             reconnect_max_s: 60,
+            reconnect_spread_s: 10,
         }
     }
 }
@@ -131,6 +136,12 @@ impl MqttConfig {
             return Err(Invalid::new(
                 "mqtt.reconnect_max_s",
                 format!("{} is out of range 1..=3600", self.reconnect_max_s),
+            ));
+        }
+        if self.reconnect_spread_s > 3600 {
+            return Err(Invalid::new(
+                "mqtt.reconnect_spread_s",
+                format!("{} is out of range 0..=3600", self.reconnect_spread_s),
             ));
         }
         if !(1..=100_000).contains(&self.event_queue) {

@@ -5,7 +5,6 @@
 //! which is an object keyed by stream id: `{"stream": {"cam0": {"bitrate_kbps": 3000}}}`
 //! merges into stream `cam0`; an unknown id adds a stream; `null` removes one.
 
-use std::io::Write;
 use std::path::Path;
 
 use indexmap::IndexMap;
@@ -129,30 +128,8 @@ fn merge(target: &mut Value, patch: &Value) {
 /// fsync, rename over the old file, fsync of the directory.
 pub fn persist(config: &Config, path: &Path) -> std::io::Result<()> {
     let text = toml::to_string_pretty(config).map_err(std::io::Error::other)?;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(b"# Written by edgecam (config.set over MQTT). Comments are not kept.\n")?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        if let Ok(meta) = std::fs::metadata(path) {
-            std::fs::set_permissions(&tmp, meta.permissions())?;
-        }
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+    let header = "# Written by edgecam (config.set over MQTT). Comments are not kept.\n";
+    crate::atomic_file::write(path, format!("{header}{text}").as_bytes())
 }
 
 #[cfg(test)]

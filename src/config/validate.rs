@@ -12,6 +12,44 @@ pub fn is_valid_id(s: &str, max: usize) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Device ids that would collide with the group and fleet-wide topics.
+pub const RESERVED_DEVICE_IDS: [&str; 2] = ["groups", "fleet"];
+/// Groups a device may belong to.
+pub const MAX_GROUPS: usize = 16;
+
+/// True when `s` is 1..=64 characters of `[A-Za-z0-9._-]`: a group name.
+pub fn is_valid_group(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn validate_groups(groups: &[String]) -> Result<(), Invalid> {
+    if groups.len() > MAX_GROUPS {
+        return Err(Invalid::new(
+            "groups",
+            format!("{} groups; at most {MAX_GROUPS}", groups.len()),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for (i, g) in groups.iter().enumerate() {
+        if !is_valid_group(g) {
+            return Err(Invalid::new(
+                format!("groups[{i}]"),
+                format!("{} must be 1-64 characters of A-Z a-z 0-9 . _ -", quote(g)),
+            ));
+        }
+        if !seen.insert(g.as_str()) {
+            return Err(Invalid::new(
+                format!("groups[{i}]"),
+                format!("duplicate group {}", quote(g)),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Returns the first problem found, in file order.
 pub fn validate(config: &Config) -> Result<(), Invalid> {
     if let Some(id) = &config.device_id
@@ -22,6 +60,18 @@ pub fn validate(config: &Config) -> Result<(), Invalid> {
             format!("{} must be 1-64 characters of A-Z a-z 0-9 _ -", quote(id)),
         ));
     }
+    if let Some(id) = &config.device_id
+        && RESERVED_DEVICE_IDS.contains(&id.as_str())
+    {
+        return Err(Invalid::new(
+            "device_id",
+            format!(
+                "{} names the topics of groups and of the whole fleet",
+                quote(id)
+            ),
+        ));
+    }
+    validate_groups(&config.groups)?;
     if let Some(mqtt) = &config.mqtt {
         mqtt.validate()?;
     }

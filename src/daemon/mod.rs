@@ -238,7 +238,7 @@ async fn set_config(
             let mut keys: Vec<String> = a
                 .keys()
                 .chain(b.keys())
-                .filter(|k| *k != "stream" && a.get(*k) != b.get(*k))
+                .filter(|k| !LIVE_KEYS.contains(&k.as_str()) && a.get(*k) != b.get(*k))
                 .cloned()
                 .collect();
             keys.sort();
@@ -256,6 +256,11 @@ async fn set_config(
         },
     ))
 }
+
+/// Top-level keys whose changes take effect without a restart: the streams (each
+/// started, changed or stopped), and the groups (the MQTT service subscribes to the new
+/// groups' topics).
+const LIVE_KEYS: [&str; 2] = ["stream", "groups"];
 
 /// `cam0: streaming; cam1: reconnecting (upstream_unreachable, attempt 3)`
 fn status_line(handles: &[StreamHandle]) -> String {

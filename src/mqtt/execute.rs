@@ -136,14 +136,7 @@ impl Executor {
             }
             Request::ConfigSet(a) => match self.daemon.set_config(a.patch.clone()).await {
                 Ok(change) => done(value(change)),
-                Err(DaemonError::Invalid(i)) => Err(err(
-                    Code::InvalidArgument,
-                    format!("key `{}`: {}", i.key, i.message),
-                )),
-                Err(e @ (DaemonError::Gone | DaemonError::Timeout(_))) => {
-                    Err(err(Code::Unavailable, e.to_string()))
-                }
-                Err(e) => Err(err(Code::Internal, e.to_string())),
+                Err(e) => Err(config_error(e)),
             },
             Request::StreamStart(a)
             | Request::StreamStop(a)
@@ -246,6 +239,18 @@ impl Executor {
 
     fn stream(&self, id: &str) -> Result<StreamHandle, CommandError> {
         self.daemon.stream(id).ok_or_else(|| unknown_stream(id))
+    }
+}
+
+/// Why a configuration change was not made, as a command's error.
+pub fn config_error(e: DaemonError) -> CommandError {
+    match e {
+        DaemonError::Invalid(i) => err(
+            Code::InvalidArgument,
+            format!("key `{}`: {}", i.key, i.message),
+        ),
+        e @ (DaemonError::Gone | DaemonError::Timeout(_)) => err(Code::Unavailable, e.to_string()),
+        e => err(Code::Internal, e.to_string()),
     }
 }
 

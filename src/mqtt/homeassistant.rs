@@ -33,6 +33,11 @@ pub fn discovery(
             m.insert("object_id".into(), json!(unique));
             m.insert("device".into(), device.clone());
             m.insert("availability_topic".into(), json!(topics.status()));
+            // `P/status` is JSON with the session (docs/fleet.md); its will says offline.
+            m.insert(
+                "availability_template".into(),
+                json!("{{ value_json.state }}"),
+            );
             m.insert("payload_available".into(), json!("online"));
             m.insert("payload_not_available".into(), json!("offline"));
         }

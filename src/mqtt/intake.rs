@@ -12,7 +12,7 @@ use crate::config::MqttConfig;
 pub const MAX_PAYLOAD: usize = 64 * 1024;
 
 /// The error codes of the command contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Code {
     InvalidJson,
@@ -40,7 +40,7 @@ impl Code {
 }
 
 /// Why a command was refused or failed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CommandError {
     pub code: Code,
     pub message: String,

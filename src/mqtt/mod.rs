@@ -2,6 +2,8 @@
 //! events, remote commands and Home Assistant discovery. Talks to streams only through
 //! their handles and to the daemon through its handle.
 
+mod birth;
+mod desired;
 mod execute;
 mod homeassistant;
 pub mod intake;
@@ -13,12 +15,13 @@ mod payloads;
 mod publisher;
 mod reconnect;
 mod service;
+mod session;
 mod topics;
 
 pub use homeassistant::discovery;
 pub use intake::{Code, MAX_PAYLOAD};
 pub use service::Service;
-pub use topics::Topics;
+pub use topics::{Audience, Topics};
 
 /// Why MQTT could not be set up.
 #[derive(Debug, thiserror::Error)]

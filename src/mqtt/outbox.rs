@@ -66,7 +66,8 @@ impl Outbox {
         if self.items.len() > TELEMETRY_BACKLOG {
             return false;
         }
-        self.publish(topic, payload, QoS::AtMostOnce, false);
+        // Retained, so that a controller that subscribes sees the latest at once.
+        self.publish(topic, payload, QoS::AtMostOnce, true);
         true
     }
 

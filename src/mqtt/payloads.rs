@@ -51,6 +51,8 @@ pub struct Info<'a> {
     encoders: &'a [EncoderReport],
     cameras: &'a ProbeReport,
     streams: Vec<InfoStream<'a>>,
+    /// The groups the device takes commands and desired configuration from.
+    groups: &'a [String],
     /// The Prometheus endpoint, when configured.
     metrics_url: Option<String>,
 }
@@ -95,6 +97,7 @@ impl<'a> Info<'a> {
                         .map(|a| crate::serve::url(a, config.server.tls(), &s.id)),
                 })
                 .collect(),
+            groups: &config.groups,
             metrics_url: config.server.metrics_addr().map(|a| {
                 let host = crate::serve::host_name(a);
                 format!("http://{host}:{}/metrics", a.port())

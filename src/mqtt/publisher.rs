@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use rumqttc::QoS;
 use serde::Serialize;
 
+use super::birth::Birth;
 use super::homeassistant;
 use super::intake::ReplyTo;
 use super::outbox::{EVENT_BACKLOG, Outbox};
@@ -69,10 +70,11 @@ impl Publisher {
     }
 
     /// A new connection: `online`, then everything retained again, then queued events.
-    pub fn on_connect(&mut self, daemon: &DaemonHandle) {
+    pub fn on_connect(&mut self, daemon: &DaemonHandle, birth: &Birth) {
         self.connected = true;
+        self.birth(birth);
         self.outbox.publish(
-            self.topics.status(),
+            self.topics.availability(),
             b"online".to_vec(),
             QoS::AtLeastOnce,
             true,
@@ -89,12 +91,20 @@ impl Publisher {
         self.outbox.connection_lost();
     }
 
+    /// The birth on `P/status` (again, over a stale death).
+    pub fn birth(&mut self, birth: &Birth) {
+        self.outbox
+            .publish(self.topics.status(), birth.online(), QoS::AtLeastOnce, true);
+    }
+
     /// Publishes `info` (and discovery) when the configuration changed, and each stream's
-    /// state and meta when they changed since last published.
-    pub fn publish_changes(&mut self, daemon: &DaemonHandle) {
+    /// state and meta when they changed since last published. Returns whether the
+    /// configuration had changed.
+    pub fn publish_changes(&mut self, daemon: &DaemonHandle) -> bool {
         if !self.connected {
-            return;
+            return false;
         }
+        let mut changed = false;
         let handles = daemon.streams();
         let ids: Vec<String> = handles.iter().map(|h| h.id().to_owned()).collect();
         let config = daemon.config();
@@ -115,7 +125,7 @@ impl Publisher {
                 .collect();
             for id in &gone {
                 // Clear retained topics of removed streams.
-                for leaf in ["state", "meta"] {
+                for leaf in ["state", "meta", "stats"] {
                     let topic = self.topics.stream(id, leaf);
                     self.outbox
                         .publish(topic, Vec::new(), QoS::AtLeastOnce, true);
@@ -129,6 +139,7 @@ impl Publisher {
             self.metas.retain(|id, _| ids.contains(id));
             self.stream_ids = ids;
             self.config = Some(config);
+            changed = true;
         }
         for h in handles {
             let status = h.status();
@@ -144,6 +155,7 @@ impl Publisher {
                 self.metas.insert(h.id().to_owned(), meta);
             }
         }
+        changed
     }
 
     /// Deletes (empty retained payload) the discovery entries of removed streams.
@@ -264,13 +276,26 @@ impl Publisher {
         self.outbox.publish(topic, jpeg, QoS::AtLeastOnce, false);
     }
 
-    /// The goodbye: `offline`, retained.
-    pub fn offline(&mut self) {
+    /// The goodbye: `offline`, retained, on both status topics.
+    pub fn offline(&mut self, birth: Option<&Birth>) {
+        if let Some(birth) = birth {
+            self.outbox.publish(
+                self.topics.status(),
+                birth.offline(),
+                QoS::AtLeastOnce,
+                true,
+            );
+        }
         self.outbox.publish(
-            self.topics.status(),
+            self.topics.availability(),
             b"offline".to_vec(),
             QoS::AtLeastOnce,
             true,
         );
+    }
+
+    /// What the device did with its desired configuration, retained.
+    pub fn reported(&mut self, body: serde_json::Value) {
+        self.json(self.topics.reported(), body, true);
     }
 }

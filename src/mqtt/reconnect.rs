@@ -1,8 +1,11 @@
 //! When to try the broker again: exponential backoff with full jitter, from up to 1 s to
 //! up to `reconnect_max_s`, so that a fleet that lost its broker at the same moment comes
-//! back spread over the whole window instead of in one wave. The backoff starts over only
-//! after a connection stayed up for [`STABLE_AFTER`]: a broker that accepts and drops
-//! every connection is backed off from like one that refuses them.
+//! back spread over the whole window instead of in one wave. The first attempt after an
+//! established connection was lost comes at a random moment within the spread
+//! (`reconnect_spread_s`): without it a broker that restarts at once would take most of
+//! its fleet back within its first second. The backoff starts over only after a
+//! connection stayed up for [`STABLE_AFTER`]: a broker that accepts and drops every
+//! connection is backed off from like one that refuses them.
 
 use std::time::Duration;
 
@@ -18,14 +21,17 @@ pub const STABLE_AFTER: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct Reconnect {
     backoff: Backoff,
+    spread: Duration,
     rng: fastrand::Rng,
     connected_at: Option<Instant>,
 }
 
 impl Reconnect {
-    pub fn new(cap: Duration, rng: fastrand::Rng) -> Self {
+    /// `spread` is bounded by `cap`.
+    pub fn new(cap: Duration, spread: Duration, rng: fastrand::Rng) -> Self {
         Reconnect {
             backoff: Backoff::new(BASE, cap, Jitter::Full),
+            spread: spread.min(cap),
             rng,
             connected_at: None,
         }
@@ -38,12 +44,15 @@ impl Reconnect {
 
     /// The connection failed or was lost at `now`: how long to wait before the next try.
     pub fn failed(&mut self, now: Instant) -> Duration {
-        if let Some(since) = self.connected_at.take()
-            && now.duration_since(since) >= STABLE_AFTER
-        {
-            self.backoff.reset();
+        let Some(since) = self.connected_at.take() else {
+            return self.backoff.next_with(self.rng.f64());
+        };
+        if now.duration_since(since) < STABLE_AFTER {
+            return self.backoff.next_with(self.rng.f64());
         }
-        self.backoff.next_with(self.rng.f64())
+        self.backoff.reset();
+        let wait = self.backoff.next_with(self.rng.f64());
+        wait.max(self.spread.mul_f64(self.rng.f64()))
     }
 
     /// Failed attempts in the current outage.
@@ -60,7 +69,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_broker_that_drops_every_connection_is_backed_off_from() {
-        let mut r = Reconnect::new(Duration::from_secs(60), fastrand::Rng::with_seed(1));
+        let mut r = Reconnect::new(
+            Duration::from_secs(60),
+            Duration::ZERO,
+            fastrand::Rng::with_seed(1),
+        );
         let start = Instant::now();
         let mut attempts = 1;
         loop {
@@ -79,7 +92,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn delays_are_full_jitter_up_to_the_cap() {
-        let mut r = Reconnect::new(Duration::from_secs(60), fastrand::Rng::with_seed(9));
+        let mut r = Reconnect::new(
+            Duration::from_secs(60),
+            Duration::ZERO,
+            fastrand::Rng::with_seed(9),
+        );
         let waits: Vec<Duration> = (0..12).map(|_| r.failed(Instant::now())).collect();
         assert!(waits[0] <= BASE, "{waits:?}");
         for (n, w) in waits.iter().enumerate() {
@@ -100,7 +117,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_stable_connection_starts_the_backoff_over() {
-        let mut r = Reconnect::new(Duration::from_secs(60), fastrand::Rng::with_seed(2));
+        let mut r = Reconnect::new(
+            Duration::from_secs(60),
+            Duration::ZERO,
+            fastrand::Rng::with_seed(2),
+        );
         for _ in 0..6 {
             r.failed(Instant::now());
         }
@@ -114,5 +135,49 @@ mod tests {
         let wait = r.failed(Instant::now());
         assert_eq!(r.attempts(), 1);
         assert!(wait <= BASE);
+    }
+
+    /// A broker restart drops a fleet's connections at once: the first attempts of 1,000
+    /// boards are spread over the whole spread, at most a fifth of them in any second.
+    #[tokio::test(start_paused = true)]
+    async fn a_fleet_that_lost_its_broker_comes_back_spread_out() {
+        let spread = Duration::from_secs(10);
+        let mut per_second = [0u32; 11];
+        for seed in 0..1000 {
+            let mut r = Reconnect::new(
+                Duration::from_secs(60),
+                spread,
+                fastrand::Rng::with_seed(seed),
+            );
+            r.connected(Instant::now() - STABLE_AFTER);
+            let wait = r.failed(Instant::now());
+            assert!(wait <= spread, "{wait:?}");
+            per_second[wait.as_secs() as usize] += 1;
+        }
+        let peak = per_second.iter().max().copied().unwrap_or_default();
+        assert!(peak <= 200, "{per_second:?}");
+        assert!(per_second[..10].iter().all(|n| *n > 50), "{per_second:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_spread_is_bounded_by_the_cap_and_skipped_for_failed_attempts() {
+        let mut r = Reconnect::new(
+            Duration::from_secs(2),
+            Duration::from_secs(10),
+            fastrand::Rng::with_seed(3),
+        );
+        for _ in 0..50 {
+            r.connected(Instant::now() - STABLE_AFTER);
+            assert!(r.failed(Instant::now()) <= Duration::from_secs(2));
+        }
+        let mut r = Reconnect::new(
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+            fastrand::Rng::with_seed(4),
+        );
+        assert!(
+            r.failed(Instant::now()) <= BASE,
+            "a first connection attempt is not spread"
+        );
     }
 }

@@ -1,7 +1,9 @@
 //! The MQTT service: one connection (the rumqttc event loop is polled here and nowhere
-//! else), reconnection with a fleet-safe backoff, a persistent session, commands sorted
-//! at intake and run in lanes, and publishing through the outbox. The loop never awaits
-//! a stream: statistics are collected by a tracked task with a timeout per stream.
+//! else), reconnection with a fleet-safe backoff, a persistent session, commands (to the
+//! device, its groups or the fleet) sorted at intake and run in lanes, desired
+//! configuration applied one document at a time, and publishing through the outbox. The
+//! loop never awaits a stream or the daemon: statistics and configuration changes run in
+//! tracked tasks, each awaited with a timeout.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-use super::execute::{Executor, unknown_stream};
+use super::birth::Birth;
+use super::desired::{Applied, Apply, Desired, Layer};
+use super::execute::{Executor, config_error, unknown_stream};
 use super::intake::{Code, Intake, ReplyTo, err, intake};
 use super::lanes::{Done, Job, Lanes};
 use super::link::{self, Link};
@@ -24,10 +28,11 @@ use super::outbox::{AckToken, BUSY_BACKLOG};
 use super::payloads::InfoData;
 use super::publisher::Publisher;
 use super::reconnect::Reconnect;
-use super::topics::Topics;
+use super::session::Sessions;
+use super::topics::{Audience, Topics};
 use crate::command::Lane;
 use crate::config::MqttConfig;
-use crate::control::DaemonHandle;
+use crate::control::{DaemonError, DaemonHandle};
 use crate::encoder::Selector;
 use crate::events::Events;
 use crate::health::{HealthSampler, board_info};
@@ -112,12 +117,30 @@ impl Service {
         let (host, port, _) = self.config.endpoint().unwrap_or_default();
         let broker = format!("{host}:{port}");
         let cap = Duration::from_secs(u64::from(self.config.reconnect_max_s));
-        let reconnect = Reconnect::new(cap, fastrand::Rng::new());
+        let spread = Duration::from_secs(u64::from(self.config.reconnect_spread_s));
+        let reconnect = Reconnect::new(cap, spread, fastrand::Rng::new());
         let (link_tx, mut link_rx) = mpsc::channel::<Link>(64);
         let link_stop = CancellationToken::new();
-        let link = self
-            .tracker
-            .spawn(link::run(eventloop, reconnect, link_tx, link_stop.clone()));
+        let sessions = Sessions::load(&self.daemon.config().state_dir());
+        let link = self.tracker.spawn(link::run(
+            eventloop,
+            reconnect,
+            sessions,
+            p.topics.status(),
+            link_tx,
+            link_stop.clone(),
+        ));
+        let mut birth: Option<Birth> = None;
+        // Whether this connection's birth came back on the status topic.
+        let mut birth_in_place = false;
+        let mut groups: Vec<String> = Vec::new();
+        let mut desired = Desired::load(&self.daemon.config().state_dir());
+        let (desired_tx, mut desired_rx) = mpsc::channel::<(Apply, Applied)>(4);
+        let fleet = Fleet {
+            daemon: self.daemon.clone(),
+            tracker: self.tracker.clone(),
+            done: desired_tx,
+        };
         let mut lost_at: Option<Instant> = None;
         let mut restart: Option<Restart> = None;
         let mut tick = tokio::time::interval(TICK);
@@ -139,11 +162,43 @@ impl Service {
                             }
                             None => info!(broker = %broker, "MQTT connected"),
                         }
-                        subscribe(&client, &p);
-                        p.on_connect(&self.daemon);
+                        groups = self.daemon.config().groups.clone();
+                        birth_in_place = false;
+                        subscribe(&client, &p, &groups);
+                        if let Some(b) = &birth {
+                            p.on_connect(&self.daemon, b);
+                        }
+                        p.reported(desired.report(&self.daemon.config()));
                     }
+                    Link::Session(b) => birth = Some(b),
                     Link::Event(MqttEvent::Incoming(Packet::Publish(msg))) => {
-                        on_message(&mut p, &mut lanes, &executor, &self.config, &self.daemon, msg);
+                        if msg.topic == p.topics.status() {
+                            // Once the broker has this connection's birth, an older death
+                            // after it is a stale will retained over it.
+                            if let Some(b) = birth.as_ref().filter(|_| p.connected) {
+                                if b.is_own_birth(&msg.payload) {
+                                    birth_in_place = true;
+                                } else if birth_in_place && b.is_stale_death(&msg.payload) {
+                                    info!(session = b.session, "MQTT: a stale offline on the status topic; birth published again");
+                                    birth_in_place = false;
+                                    p.birth(b);
+                                }
+                            }
+                            let ack = p.outbox.hold(&msg);
+                            p.outbox.release(ack);
+                        } else if let Some(layer) = p.topics.desired_layer(&msg.topic) {
+                            let ack = p.outbox.hold(&msg);
+                            let cfg = self.daemon.config();
+                            // Started at the next tick: the versions queued for the
+                            // session while the device was away come in a burst, and
+                            // only the newest of each layer is applied.
+                            if desired.offer(layer, &msg.payload, &cfg.groups) {
+                                p.reported(desired.report(&cfg));
+                            }
+                            p.outbox.release(ack);
+                        } else {
+                            on_message(&mut p, &mut lanes, &executor, &self.config, &self.daemon, msg);
+                        }
                     }
                     Link::Event(other) => debug!(event = ?other, "mqtt"),
                     Link::Lost { error, retry_in, attempt } => {
@@ -162,6 +217,12 @@ impl Service {
                     Err(broadcast::error::RecvError::Lagged(n)) => p.counters.dropped_events += n,
                     Err(broadcast::error::RecvError::Closed) => {}
                 },
+                Some((job, outcome)) = desired_rx.recv() => {
+                    log_desired(&job, &outcome);
+                    desired.finish(job, outcome);
+                    p.reported(desired.report(&self.daemon.config()));
+                    fleet.start(&mut desired);
+                }
                 Some(done) = done_rx.recv() => {
                     if let Some(r) = on_done(&mut p, done) {
                         restart = Some(r);
@@ -185,7 +246,12 @@ impl Service {
                     lanes.retain_streams(&ids);
                 }
                 _ = tick.tick() => {
-                    p.publish_changes(&self.daemon);
+                    if p.publish_changes(&self.daemon) {
+                        let cfg = self.daemon.config();
+                        regroup(&client, &p, &mut groups, &cfg.groups);
+                        p.reported(desired.report(&cfg));
+                    }
+                    fleet.start(&mut desired);
                     p.flush_events();
                 }
                 _ = health.tick() => {
@@ -222,18 +288,117 @@ impl Service {
             on_done(&mut p, done);
         }
         if p.connected {
-            goodbye(&mut p, &client, &mut link_rx, link).await;
+            goodbye(&mut p, birth.as_ref(), &client, &mut link_rx, link).await;
         }
         link_stop.cancel();
     }
 }
 
-/// Subscribes to commands (and Home Assistant's status) on every connection: a session
-/// the broker lost has no subscriptions.
-fn subscribe(client: &AsyncClient, p: &Publisher) {
-    let _ = client.try_subscribe(p.topics.commands(), QoS::AtLeastOnce);
+/// Subscribes on every connection (a session the broker lost has no subscriptions): the
+/// device's, its groups' and the fleet's commands and desired configuration, its own
+/// status (to overwrite a stale death), and Home Assistant's status.
+fn subscribe(client: &AsyncClient, p: &Publisher, groups: &[String]) {
+    for topic in [
+        p.topics.commands(),
+        p.topics.audience_commands(&Audience::Fleet),
+        p.topics.desired(&Layer::Device),
+        p.topics.desired(&Layer::Fleet),
+        p.topics.status(),
+    ] {
+        let _ = client.try_subscribe(topic, QoS::AtLeastOnce);
+    }
+    for g in groups {
+        subscribe_group(client, p, g);
+    }
     if p.ha_enabled() {
         let _ = client.try_subscribe(p.ha_status_topic(), QoS::AtLeastOnce);
+    }
+}
+
+fn group_topics(p: &Publisher, group: &str) -> [String; 2] {
+    [
+        p.topics
+            .audience_commands(&Audience::Group(group.to_owned())),
+        p.topics.desired(&Layer::Group(group.to_owned())),
+    ]
+}
+
+fn subscribe_group(client: &AsyncClient, p: &Publisher, group: &str) {
+    for topic in group_topics(p, group) {
+        let _ = client.try_subscribe(topic, QoS::AtLeastOnce);
+    }
+}
+
+/// The groups changed: subscribes to the new ones' topics and leaves the old ones'.
+fn regroup(client: &AsyncClient, p: &Publisher, subscribed: &mut Vec<String>, now: &[String]) {
+    if subscribed.as_slice() == now {
+        return;
+    }
+    for g in subscribed.iter().filter(|g| !now.contains(g)) {
+        for topic in group_topics(p, g) {
+            let _ = client.try_unsubscribe(topic);
+        }
+    }
+    for g in now.iter().filter(|g| !subscribed.contains(g)) {
+        subscribe_group(client, p, g);
+    }
+    info!(groups = ?now, "MQTT: groups changed");
+    *subscribed = now.to_vec();
+}
+
+/// Applies desired configuration through the daemon, one document at a time, in tracked
+/// tasks that report back to the service's loop.
+struct Fleet {
+    daemon: DaemonHandle,
+    tracker: TaskTracker,
+    done: mpsc::Sender<(Apply, Applied)>,
+}
+
+impl Fleet {
+    /// Starts the next document, unless one is being applied.
+    fn start(&self, desired: &mut Desired) {
+        let Some(job) = desired.start(&self.daemon.config().groups) else {
+            return;
+        };
+        let (daemon, done) = (self.daemon.clone(), self.done.clone());
+        self.tracker.spawn(async move {
+            let outcome = if job.patch.as_object().is_some_and(|m| m.is_empty()) {
+                Applied::Ok {
+                    restart_required: Vec::new(),
+                }
+            } else {
+                match daemon.set_config(job.patch.clone()).await {
+                    Ok(change) => Applied::Ok {
+                        restart_required: change.restart_required,
+                    },
+                    Err(e @ (DaemonError::Gone | DaemonError::Timeout(_))) => {
+                        Applied::Failed(config_error(e))
+                    }
+                    Err(e) => Applied::Rejected(config_error(e)),
+                }
+            };
+            let _ = done.send((job, outcome)).await;
+        });
+    }
+}
+
+fn log_desired(job: &Apply, outcome: &Applied) {
+    let layer = job.layer.name();
+    match outcome {
+        Applied::Ok { restart_required } => info!(
+            layer = %layer,
+            version = job.version,
+            restart_required = ?restart_required,
+            overridden = ?job.overridden,
+            "desired configuration applied"
+        ),
+        Applied::Rejected(e) | Applied::Failed(e) => warn!(
+            layer = %layer,
+            version = job.version,
+            code = e.code.as_str(),
+            error = %e.message,
+            "desired configuration not applied"
+        ),
     }
 }
 
@@ -253,10 +418,22 @@ fn on_message(
         p.outbox.release(ack);
         return;
     }
-    let Some(raw_name) = p.topics.command_name(&msg.topic).map(str::to_owned) else {
+    let Some((raw_name, audience)) = p
+        .topics
+        .addressed_command(&msg.topic)
+        .map(|(n, a)| (n.to_owned(), a))
+    else {
         p.outbox.release(ack);
         return;
     };
+    if let Audience::Group(g) = &audience
+        && !daemon.config().groups.contains(g)
+    {
+        // Left over from a session subscribed when the device was in the group.
+        debug!(group = %g, "command to a group this device is not in ignored");
+        p.outbox.release(ack);
+        return;
+    }
     p.counters.commands_received += 1;
     if msg.retain || msg.payload.is_empty() {
         // A retained command would run again on every reconnect; an empty message is how a
@@ -362,11 +539,12 @@ impl Restart {
 /// ends once the DISCONNECT went out.
 async fn goodbye(
     p: &mut Publisher,
+    birth: Option<&Birth>,
     client: &AsyncClient,
     link_rx: &mut mpsc::Receiver<Link>,
     link: JoinHandle<()>,
 ) {
-    p.offline();
+    p.offline(birth);
     let mut disconnecting = false;
     let sent = tokio::time::timeout(GOODBYE, async {
         loop {
@@ -375,7 +553,7 @@ async fn goodbye(
                 disconnecting = client.try_disconnect().is_ok();
             }
             match link_rx.recv().await {
-                Some(Link::Event(_)) => {}
+                Some(Link::Event(_) | Link::Session(_)) => {}
                 Some(Link::Lost { .. }) | None => break,
             }
         }

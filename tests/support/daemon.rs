@@ -191,6 +191,13 @@ impl Drop for Daemon {
 
 /// Runs `edgecam run --config DIR/edgecam.toml` notifying to `DIR/notify.sock`, its
 /// stderr going to `log`.
+/// The daemon's state directory when the configuration names none.
+fn state_dir(dir: &Path) -> PathBuf {
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).expect("state dir");
+    state
+}
+
 fn spawn(dir: &Path, env: &[(String, String)], log: std::fs::File) -> Child {
     // Like systemd, name the daemon's own pid in WATCHDOG_PID: exec keeps the shell's pid.
     Command::new("sh")
@@ -200,6 +207,9 @@ fn spawn(dir: &Path, env: &[(String, String)], log: std::fs::File) -> Child {
         .arg(dir.join("edgecam.toml"))
         .env("NOTIFY_SOCKET", dir.join("notify.sock"))
         .env("RUST_LOG", "info")
+        // A state directory of its own, as systemd's StateDirectory= gives (kept across
+        // `restart`); a configured `state_dir` or the test's environment wins.
+        .env("STATE_DIRECTORY", state_dir(dir))
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -40,6 +40,15 @@ impl Msg {
         String::from_utf8_lossy(&self.payload).into_owned()
     }
 
+    /// A status payload's state: `state` of the JSON on `P/status`, else the plain text
+    /// (`P/availability`).
+    pub fn state(&self) -> String {
+        serde_json::from_slice::<Value>(&self.payload)
+            .ok()
+            .and_then(|v| v["state"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| self.text())
+    }
+
     /// The payload as JSON; panics naming the topic if it is not JSON.
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.payload).unwrap_or_else(|e| {

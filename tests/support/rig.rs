@@ -73,7 +73,7 @@ impl Rig {
         };
         let status = rig.topic("status");
         rig.mqtt
-            .wait_latest(&status, |m| m.text() == "online", WAIT)
+            .wait_latest(&status, |m| m.state() == "online", WAIT)
             .unwrap_or_else(|| panic!("{status} never became online"));
         rig
     }
