@@ -34,6 +34,8 @@ pub struct Change {
 pub enum Outcome {
     Applied {
         restart_required: Vec<String>,
+        /// Keys left out because a layer of higher precedence sets them.
+        overridden: Vec<String>,
     },
     Rejected {
         code: String,
@@ -209,12 +211,16 @@ fn reported(device: &Device, layer: &str, version: u64) -> Option<Outcome> {
         return None;
     }
     let text = |v: &Value| v.as_str().unwrap_or("?").to_owned();
+    let list = |key: &str| {
+        report[key]
+            .as_array()
+            .map(|a| a.iter().map(text).collect())
+            .unwrap_or_default()
+    };
     Some(match report["result"].as_str() {
         Some("applied") => Outcome::Applied {
-            restart_required: report["restart_required"]
-                .as_array()
-                .map(|a| a.iter().map(text).collect())
-                .unwrap_or_default(),
+            restart_required: list("restart_required"),
+            overridden: list("overridden"),
         },
         _ => Outcome::Rejected {
             code: text(&report["error"]["code"]),
@@ -234,13 +240,25 @@ fn print(
     let mut counts = [0usize; 4];
     for (device, o) in outcomes {
         let (i, text) = match o {
-            Outcome::Applied { restart_required } if restart_required.is_empty() => {
-                (0, "applied".to_owned())
+            Outcome::Applied {
+                restart_required,
+                overridden,
+            } => {
+                let mut text = "applied".to_owned();
+                if !restart_required.is_empty() {
+                    text.push_str(&format!(
+                        "  restart required: {}",
+                        restart_required.join(", ")
+                    ));
+                }
+                if !overridden.is_empty() {
+                    text.push_str(&format!(
+                        "  overridden by a higher layer: {}",
+                        overridden.join(", ")
+                    ));
+                }
+                (0, text)
             }
-            Outcome::Applied { restart_required } => (
-                0,
-                format!("applied  restart required: {}", restart_required.join(", ")),
-            ),
             Outcome::Rejected { code, message } => (1, format!("rejected {code}: {message}")),
             Outcome::NoReport => (2, "no report".to_owned()),
             Outcome::Offline => (3, "offline (takes it when it connects)".to_owned()),
@@ -317,7 +335,8 @@ mod tests {
         assert_eq!(
             reported(a, "group/g", 3),
             Some(Outcome::Applied {
-                restart_required: vec!["mqtt".into()]
+                restart_required: vec!["mqtt".into()],
+                overridden: vec![],
             })
         );
         assert_eq!(
