@@ -1,20 +1,23 @@
 //! The roster as a text table (one row per stream) or as a JSON array.
 
 use std::io::Write;
+use std::time::SystemTime;
 
 use super::FleetError;
 use super::roster::{Device, Roster, Status};
 
-const HEADER: [&str; 11] = [
-    "DEVICE", "STATUS", "VERSION", "BOARD", "GROUPS", "UPTIME", "TEMP", "STREAM", "STATE", "FPS",
-    "KBPS",
+const HEADER: [&str; COLUMNS] = [
+    "DEVICE", "STATUS", "SINCE", "VERSION", "BOARD", "GROUPS", "UPTIME", "TEMP", "STREAM", "STATE",
+    "FPS", "KBPS",
 ];
+const COLUMNS: usize = 12;
 /// Columns of a row that describe the device rather than the stream.
-const DEVICE_COLUMNS: usize = 7;
+const DEVICE_COLUMNS: usize = 8;
+type Row = [String; COLUMNS];
 
 /// The table, then a line counting the devices.
 pub fn write_table(out: &mut impl Write, roster: &Roster) -> Result<(), FleetError> {
-    out.write_all(render(roster).as_bytes())?;
+    out.write_all(render(roster, SystemTime::now()).as_bytes())?;
     out.flush()?;
     Ok(())
 }
@@ -29,13 +32,13 @@ pub fn write_json(out: &mut impl Write, roster: &Roster) -> Result<(), FleetErro
     Ok(())
 }
 
-/// The table as text.
-pub fn render(roster: &Roster) -> String {
-    let mut rows: Vec<[String; 11]> = vec![HEADER.map(str::to_owned)];
+/// The table as text; SINCE is the age of each status at `now`.
+pub fn render(roster: &Roster, now: SystemTime) -> String {
+    let mut rows: Vec<Row> = vec![HEADER.map(str::to_owned)];
     for d in roster.devices() {
-        rows.extend(rows_of(d));
+        rows.extend(rows_of(d, now));
     }
-    let mut widths = [0usize; 11];
+    let mut widths = [0usize; COLUMNS];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -66,10 +69,16 @@ pub fn render(roster: &Roster) -> String {
     text
 }
 
-fn rows_of(d: &Device) -> Vec<[String; 11]> {
+fn rows_of(d: &Device, now: SystemTime) -> Vec<Row> {
     let device: [String; DEVICE_COLUMNS] = [
         d.id.clone(),
         d.status.as_ref().map_or("-".into(), status),
+        d.status
+            .as_ref()
+            .and_then(|s| s.since.as_deref())
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+            .and_then(|t| now.duration_since(t).ok())
+            .map_or("-".into(), |age| duration(age.as_secs_f64())),
         or_dash(d.version.as_deref()),
         or_dash(d.board_model.as_deref()),
         if d.groups().is_empty() {
@@ -77,7 +86,7 @@ fn rows_of(d: &Device) -> Vec<[String; 11]> {
         } else {
             d.groups().join(",")
         },
-        d.uptime_s.map_or("-".into(), uptime),
+        d.uptime_s.map_or("-".into(), duration),
         d.temperature_c.map_or("-".into(), |t| format!("{t:.1}°C")),
     ];
     let mut streams: Vec<[String; 4]> = d
@@ -104,7 +113,7 @@ fn rows_of(d: &Device) -> Vec<[String; 11]> {
         .into_iter()
         .enumerate()
         .map(|(i, s)| {
-            let mut row: [String; 11] = Default::default();
+            let mut row: Row = Default::default();
             if i == 0 {
                 row[..DEVICE_COLUMNS].clone_from_slice(&device);
             } else {
@@ -117,11 +126,12 @@ fn rows_of(d: &Device) -> Vec<[String; 11]> {
         .collect()
 }
 
+/// `online`, `offline`, or `offline(<reason>)`.
 fn status(s: &Status) -> String {
-    let state = if s.online { "online" } else { "offline" };
-    match s.session {
-        Some(n) => format!("{state}#{n}"),
-        None => state.into(),
+    match (s.online, &s.reason) {
+        (true, _) => "online".into(),
+        (false, Some(r)) => format!("offline({r})"),
+        (false, None) => "offline".into(),
     }
 }
 
@@ -130,7 +140,7 @@ fn or_dash(s: Option<&str>) -> String {
 }
 
 /// `42s`, `12m05s`, `3h12m`, `4d03h`.
-fn uptime(s: f64) -> String {
+fn duration(s: f64) -> String {
     let s = s.max(0.0) as u64;
     match s {
         0..60 => format!("{s}s"),
@@ -150,7 +160,7 @@ mod tests {
         for (t, p) in [
             (
                 "e/a/status",
-                r#"{"state":"online","session":3,"since":"t"}"#,
+                r#"{"state":"online","session":3,"since":"2026-12-01T21:40:00.123Z"}"#,
             ),
             ("e/a/info", r#"{"version":"0.1.0","board_model":null}"#),
             ("e/a/health", r#"{"uptime_s":3725.2,"temperature_c":51.04}"#),
@@ -163,31 +173,23 @@ mod tests {
                 "e/a/streams/cam1/state",
                 r#"{"state":"reconnecting","reason":{"code":"upstream_unreachable"}}"#,
             ),
-            ("e/b/status", "offline"),
+            (
+                "e/b/status",
+                r#"{"state":"offline","session":9,"reason":"shutdown"}"#,
+            ),
         ] {
             r.apply("e", t, p.as_bytes());
         }
-        let text = render(&r);
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 5, "{text}");
-        assert!(lines[0].starts_with("DEVICE  STATUS    VERSION"), "{text}");
-        assert!(
-            lines[1].contains("online#3") && lines[1].contains("1h02m"),
-            "{text}"
-        );
-        assert!(
-            lines[1].contains("51.0°C") && lines[1].contains("cam0"),
-            "{text}"
-        );
-        assert!(
-            lines[1].ends_with("streaming                           5.0  97"),
-            "{text}"
-        );
-        assert!(
-            lines[2].starts_with("a ") && lines[2].contains("reconnecting(upstream_unreachable)")
-        );
-        assert!(lines[3].starts_with("b       offline"), "{text}");
-        assert_eq!(lines[4], "2 device(s): 1 online, 1 offline");
+        let now = humantime::parse_rfc3339("2026-12-01T21:52:05Z").expect("time");
+        let text = render(&r, now);
+        let expected = [
+            "DEVICE  STATUS             SINCE   VERSION  BOARD  GROUPS  UPTIME  TEMP    STREAM  STATE                               FPS  KBPS",
+            "a       online             12m04s  0.1.0    -      -       1h02m   51.0°C  cam0    streaming                           5.0  97",
+            "a                                                                          cam1    reconnecting(upstream_unreachable)  -    -",
+            "b       offline(shutdown)  -       -        -      -       -       -       -       -                                   -    -",
+            "2 device(s): 1 online, 1 offline",
+        ];
+        assert_eq!(text.lines().collect::<Vec<_>>(), expected, "{text}");
     }
 
     #[test]
@@ -204,9 +206,9 @@ mod tests {
 
     #[test]
     fn uptimes() {
-        assert_eq!(uptime(42.9), "42s");
-        assert_eq!(uptime(725.0), "12m05s");
-        assert_eq!(uptime(11_520.0), "3h12m");
-        assert_eq!(uptime(356_400.0), "4d03h");
+        assert_eq!(duration(42.9), "42s");
+        assert_eq!(duration(725.0), "12m05s");
+        assert_eq!(duration(11_520.0), "3h12m");
+        assert_eq!(duration(356_400.0), "4d03h");
     }
 }
