@@ -7,7 +7,7 @@ mod support;
 
 use serde_json::Value;
 use support::broker::Broker;
-use support::fleet::{Fleet, WAIT, cli, is_offline};
+use support::fleet::{Fleet, Live, WAIT, cli, is_offline};
 
 const A: &[&str] = &["site-a"];
 const B: &[&str] = &["site-b"];
@@ -121,7 +121,7 @@ fn ls_and_cmd_over_the_fleet_a_group_and_one_device() {
 }
 
 #[test]
-fn the_broker_and_prefix_come_from_a_daemon_config() {
+fn the_broker_comes_from_a_daemon_config_and_watch_redraws() {
     let mut fleet = Fleet::start(Broker::start(), &[("dev-c1", &[])]);
     let config = fleet.member("dev-c1").daemon.config_path();
     let config = config.to_str().expect("UTF-8 path");
@@ -135,6 +135,30 @@ fn the_broker_and_prefix_come_from_a_daemon_config() {
     // An explicit flag wins over the file: a prefix with no devices under it.
     let empty = fleet.cli(&["--config", config, "--prefix", "elsewhere", "ls"]);
     assert!(empty.stdout.contains("0 device(s)"), "{empty}");
+
+    // watch: the table redrawn as the device changes, until Ctrl-C.
+    let mut watch = Live::start(&["--config", config, "watch", "--interval", "0.2"]);
+    let streaming = |s: &str| {
+        s.lines()
+            .any(|l| l.starts_with("dev-c1") && l.contains("streaming"))
+    };
+    watch
+        .wait_screen(streaming, WAIT)
+        .unwrap_or_else(|| panic!("watch never showed dev-c1 streaming:\n{}", watch.stdout));
+    let stop = fleet.cli(&["cmd", "dev-c1", "stream.stop", "stream=cam0"]);
+    assert_eq!(stop.code, Some(0), "{stop}");
+    let stopped = |s: &str| {
+        s.lines()
+            .any(|l| l.starts_with("dev-c1") && l.contains("stopped"))
+    };
+    watch
+        .wait_screen(stopped, WAIT)
+        .unwrap_or_else(|| panic!("watch never showed dev-c1 stopped:\n{}", watch.stdout));
+    assert_eq!(
+        watch.interrupt(WAIT),
+        Some(0),
+        "watch did not end on Ctrl-C"
+    );
 }
 
 #[test]

@@ -58,6 +58,15 @@ pub enum FleetError {
 }
 
 impl FleetError {
+    fn is_broken_pipe(&self) -> bool {
+        let kind = match self {
+            FleetError::Output(e) => Some(e.kind()),
+            FleetError::Json(e) => e.io_error_kind(),
+            _ => None,
+        };
+        kind == Some(std::io::ErrorKind::BrokenPipe)
+    }
+
     fn exit_code(&self) -> u8 {
         match self {
             FleetError::Usage(_) | FleetError::Desired { .. } => EXIT_USAGE,
@@ -78,6 +87,8 @@ pub fn run(args: FleetArgs) -> ExitCode {
     match run_inner(args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
+        // The reader went away (`edgecam fleet ls | head`): nothing left to say.
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("edgecam fleet: {e}");
             ExitCode::from(e.exit_code())

@@ -47,8 +47,11 @@ pub struct Status {
     pub online: bool,
     /// `None` for the legacy plain payload.
     pub session: Option<u64>,
+    /// When the session began (also on the `offline` of that session).
     pub since: Option<String>,
     pub reason: Option<String>,
+    /// When it was published; a last will has none.
+    pub ts: Option<String>,
 }
 
 /// One stream from `state` and `stats`.
@@ -211,6 +214,7 @@ pub fn parse_status(payload: &[u8]) -> Option<Status> {
                 session: None,
                 since: None,
                 reason: None,
+                ts: None,
             });
         }
         _ => {}
@@ -226,6 +230,7 @@ pub fn parse_status(payload: &[u8]) -> Option<Status> {
         session: v["session"].as_u64(),
         since: str_field(&v, "since"),
         reason: str_field(&v, "reason"),
+        ts: str_field(&v, "ts"),
     })
 }
 

@@ -69,13 +69,20 @@ pub fn render(roster: &Roster, now: SystemTime) -> String {
     text
 }
 
+/// The rows of one device. Of an offline device the readings (uptime, temperature,
+/// rates) are left out and each stream's state is the last one it published.
 fn rows_of(d: &Device, now: SystemTime) -> Vec<Row> {
+    let live = !d.is_offline();
+    let reading = |v: Option<f64>, f: &dyn Fn(f64) -> String| match v {
+        Some(v) if live => f(v),
+        _ => "-".into(),
+    };
     let device: [String; DEVICE_COLUMNS] = [
         d.id.clone(),
         d.status.as_ref().map_or("-".into(), status),
         d.status
             .as_ref()
-            .and_then(|s| s.since.as_deref())
+            .and_then(held_since)
             .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
             .and_then(|t| now.duration_since(t).ok())
             .map_or("-".into(), |age| duration(age.as_secs_f64())),
@@ -86,8 +93,8 @@ fn rows_of(d: &Device, now: SystemTime) -> Vec<Row> {
         } else {
             d.groups().join(",")
         },
-        d.uptime_s.map_or("-".into(), duration),
-        d.temperature_c.map_or("-".into(), |t| format!("{t:.1}°C")),
+        reading(d.uptime_s, &duration),
+        reading(d.temperature_c, &|t| format!("{t:.1}°C")),
     ];
     let mut streams: Vec<[String; 4]> = d
         .streams
@@ -100,9 +107,13 @@ fn rows_of(d: &Device, now: SystemTime) -> Vec<Row> {
             };
             [
                 id.clone(),
-                state,
-                s.fps.map_or("-".into(), |f| format!("{f:.1}")),
-                s.bitrate_kbps.map_or("-".into(), |b| format!("{b:.0}")),
+                if live || state == "-" {
+                    state
+                } else {
+                    format!("last:{state}")
+                },
+                reading(s.fps, &|f| format!("{f:.1}")),
+                reading(s.bitrate_kbps, &|b| format!("{b:.0}")),
             ]
         })
         .collect();
@@ -124,6 +135,16 @@ fn rows_of(d: &Device, now: SystemTime) -> Vec<Row> {
             row
         })
         .collect()
+}
+
+/// Since when the status holds: an online one since its session began, an offline one
+/// since it was published (unknown for a last will, which is written at connection).
+fn held_since(s: &Status) -> Option<&str> {
+    if s.online {
+        s.since.as_deref()
+    } else {
+        s.ts.as_deref()
+    }
 }
 
 /// `online`, `offline`, or `offline(<reason>)`.
@@ -175,7 +196,14 @@ mod tests {
             ),
             (
                 "e/b/status",
-                r#"{"state":"offline","session":9,"reason":"shutdown"}"#,
+                r#"{"state":"offline","session":9,"reason":"shutdown",
+                    "since":"2026-12-01T20:00:00Z","ts":"2026-12-01T21:52:00Z"}"#,
+            ),
+            ("e/b/health", r#"{"uptime_s":100.0}"#),
+            ("e/b/streams/cam0/state", r#"{"state":"streaming"}"#),
+            (
+                "e/b/streams/cam0/stats",
+                r#"{"fps":5.0,"bitrate_kbps":96.6}"#,
             ),
         ] {
             r.apply("e", t, p.as_bytes());
@@ -186,7 +214,7 @@ mod tests {
             "DEVICE  STATUS             SINCE   VERSION  BOARD  GROUPS  UPTIME  TEMP    STREAM  STATE                               FPS  KBPS",
             "a       online             12m04s  0.1.0    -      -       1h02m   51.0°C  cam0    streaming                           5.0  97",
             "a                                                                          cam1    reconnecting(upstream_unreachable)  -    -",
-            "b       offline(shutdown)  -       -        -      -       -       -       -       -                                   -    -",
+            "b       offline(shutdown)  5s      -        -      -       -       -       cam0    last:streaming                      -    -",
             "2 device(s): 1 online, 1 offline",
         ];
         assert_eq!(text.lines().collect::<Vec<_>>(), expected, "{text}");

@@ -224,3 +224,88 @@ pub fn cli(args: &[&str]) -> Run {
     );
     run
 }
+
+/// A running `edgecam fleet ARGS` whose output is read as it comes (`watch`); killed on
+/// drop if still running.
+pub struct Live {
+    child: std::process::Child,
+    chunks: std::sync::mpsc::Receiver<String>,
+    pub stdout: String,
+}
+
+impl Live {
+    pub fn start(args: &[&str]) -> Live {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_edgecam"))
+            .arg("fleet")
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn edgecam fleet");
+        let mut pipe = child.stdout.take().expect("piped stdout");
+        let (tx, chunks) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0
+                    || tx
+                        .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                        .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Live {
+            child,
+            chunks,
+            stdout: String::new(),
+        }
+    }
+
+    /// Reads output until the text after the last screen clear satisfies `pred`; returns
+    /// that screen, or `None` after `timeout` or at the end of the output.
+    pub fn wait_screen(
+        &mut self,
+        pred: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(screen) = self.stdout.rsplit("\x1b[2J").next()
+                && pred(screen)
+            {
+                return Some(screen.to_owned());
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            self.stdout.push_str(&self.chunks.recv_timeout(left).ok()?);
+        }
+    }
+
+    /// SIGINT (Ctrl-C), then the exit code, waited for within `bound`.
+    pub fn interrupt(&mut self, bound: Duration) -> Option<i32> {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+        let deadline = Instant::now() + bound;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
