@@ -114,6 +114,23 @@ fn ls_and_cmd_over_the_fleet_a_group_and_one_device() {
         "{all}"
     );
 
+    // A device that dies: its last will makes it offline, for the connection lost.
+    let pid = fleet.member("dev-a2").daemon.pid();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("kill dev-a2");
+    fleet
+        .watcher
+        .wait_latest("edgecam/dev-a2/status", is_offline, WAIT)
+        .expect("dev-a2's will");
+    let ls = fleet.cli(&["ls"]);
+    assert!(
+        ls.line("dev-a2").contains("offline(connection_lost)"),
+        "{ls}"
+    );
+    let group = fleet.cli(&["cmd", "group:site-a", "ping"]);
+    assert_eq!(group.code, Some(1), "{group}");
+    assert!(group.line("dev-a1").contains("ok"), "{group}");
+    assert!(group.line("dev-a2").contains("offline"), "{group}");
+
     // A device the broker has never heard of: waited for, no reply.
     let ghost = fleet.cli(&["cmd", "dev-zz", "ping", "--timeout", "1"]);
     assert_eq!(ghost.code, Some(1), "{ghost}");

@@ -169,6 +169,7 @@ enum Op {
 /// arrive meanwhile are kept for `next`.
 pub struct Controller {
     client: AsyncClient,
+    client_id: String,
     rx: mpsc::Receiver<Incoming>,
     pending: std::collections::VecDeque<Message>,
     task: tokio::task::JoinHandle<()>,
@@ -177,7 +178,9 @@ pub struct Controller {
 impl Controller {
     /// Connects and waits for the CONNACK.
     pub async fn connect(settings: &Settings) -> Result<Controller, FleetError> {
-        let (client, mut eventloop) = AsyncClient::new(settings.options()?, 64);
+        let options = settings.options()?;
+        let client_id = options.client_id();
+        let (client, mut eventloop) = AsyncClient::new(options, 64);
         let failed = |message: String| FleetError::Connect {
             url: settings.url(),
             message,
@@ -201,10 +204,16 @@ impl Controller {
         let task = tokio::spawn(drive(eventloop, tx));
         Ok(Controller {
             client,
+            client_id,
             rx,
             pending: Default::default(),
             task,
         })
+    }
+
+    /// The client id, unique to this run.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
     }
 
     /// Subscribes to `filters` (QoS 1) and waits for the SUBACK; retained messages on

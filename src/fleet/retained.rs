@@ -13,6 +13,9 @@ use super::roster::Roster;
 /// this long, it has sent them all.
 pub const QUIET: Duration = Duration::from_millis(300);
 
+/// Where a controller sends itself the marker of [`settle`]: outside any prefix.
+const MARKER_TREE: &str = "edgecam-fleet-sync";
+
 /// The subscriptions the roster is built from.
 pub fn roster_filters(prefix: &str) -> Vec<String> {
     [
@@ -40,8 +43,14 @@ pub async fn collect(settings: &Settings, wait: Duration) -> Result<Roster, Flee
 }
 
 /// Right after a subscription was acknowledged: feeds the roster (and `other` with the
-/// messages that are not roster topics) until no retained message came for [`QUIET`],
-/// or `wait` is over.
+/// messages that are not roster topics) until the broker has sent what it holds, or
+/// `wait` is over.
+///
+/// The broker queues a subscription's retained messages as it acknowledges it, so a
+/// message this controller publishes to itself afterwards comes behind them: once that
+/// marker is in and no retained message came for [`QUIET`], they are all in. (Access
+/// rules that refuse the marker's subscription leave the quiet alone; rules that drop
+/// its message leave `wait`.)
 pub async fn settle(
     ctl: &mut Controller,
     prefix: &str,
@@ -50,11 +59,30 @@ pub async fn settle(
     mut other: impl FnMut(Message),
 ) -> Result<(), FleetError> {
     let bound = Instant::now() + wait;
+    let marker = format!("{MARKER_TREE}/{}", ctl.client_id());
+    // Without the marker (refused by access rules), the quiet alone ends the wait.
+    let mut marked = match ctl.subscribe(std::slice::from_ref(&marker)).await {
+        Ok(()) => {
+            ctl.publish(&marker, Vec::new(), false).await?;
+            false
+        }
+        Err(FleetError::Refused(_)) => true,
+        Err(e) => return Err(e),
+    };
     let mut quiet_until = Instant::now() + QUIET;
     loop {
-        let Some(msg) = ctl.next(quiet_until.min(bound)).await? else {
+        let until = if marked {
+            quiet_until.min(bound)
+        } else {
+            bound
+        };
+        let Some(msg) = ctl.next(until).await? else {
             return Ok(());
         };
+        if msg.topic == marker {
+            marked = true;
+            continue;
+        }
         // Live telemetry keeps coming; only the broker's store has an end.
         if msg.retained {
             quiet_until = Instant::now() + QUIET;

@@ -22,7 +22,6 @@ const CLI_BOUND: Duration = Duration::from_secs(60);
 pub struct Member {
     pub id: String,
     pub daemon: Daemon,
-    _state: tempfile::TempDir,
 }
 
 /// Fields drop in order: the daemons first, the broker last.
@@ -63,15 +62,16 @@ impl std::fmt::Display for Run {
 }
 
 /// The config of device `id` in `groups`, its one stream `cam0` (160x120 at 5 fps,
-/// x264) to `upstream`, MQTT on `url` with 1 s intervals.
-pub fn device_config(id: &str, groups: &[&str], state: &str, url: &str, upstream: &str) -> String {
+/// x264) to `upstream`, MQTT on `url` with 1 s intervals. The state directory is the
+/// one `Daemon` gives each daemon.
+pub fn device_config(id: &str, groups: &[&str], url: &str, upstream: &str) -> String {
     let groups = if groups.is_empty() {
         String::new()
     } else {
         format!("groups = {groups:?}\n")
     };
     format!(
-        "device_id = {id:?}\n{groups}state_dir = {state:?}\n\n[mqtt]\nurl = {url:?}\n\
+        "device_id = {id:?}\n{groups}\n[mqtt]\nurl = {url:?}\n\
          stats_interval_s = 1\nhealth_interval_s = 1\n\n\
          [[stream]]\nid = \"cam0\"\nsource = \"test\"\nwidth = 160\nheight = 120\nframerate = 5\n\
          encoder = \"x264\"\nbitrate_kbps = 800\nkeyframe_interval = 10\n\
@@ -79,17 +79,14 @@ pub fn device_config(id: &str, groups: &[&str], state: &str, url: &str, upstream
     )
 }
 
-/// Whether a `status` payload says online: the JSON `{"state":"online",…}` or the
-/// plain `online`.
+/// Whether a `status` payload says online.
 pub fn is_online(m: &Msg) -> bool {
-    let text = m.text();
-    text == "online" || serde_json::from_str::<Value>(&text).is_ok_and(|v| v["state"] == "online")
+    m.state() == "online"
 }
 
-/// Whether a `status` payload says offline, in either form.
+/// Whether a `status` payload says offline.
 pub fn is_offline(m: &Msg) -> bool {
-    let text = m.text();
-    text == "offline" || serde_json::from_str::<Value>(&text).is_ok_and(|v| v["state"] == "offline")
+    m.state() == "offline"
 }
 
 impl Fleet {
@@ -102,18 +99,11 @@ impl Fleet {
         let members = devices
             .iter()
             .map(|(id, groups)| {
-                let state = tempfile::tempdir().expect("state dir");
-                let config = device_config(
-                    id,
-                    groups,
-                    &state.path().display().to_string(),
-                    &broker.url(),
-                    &rx.url(&format!("/{id}/cam0")),
-                );
+                let upstream = rx.url(&format!("/{id}/cam0"));
+                let config = device_config(id, groups, &broker.url(), &upstream);
                 Member {
                     id: (*id).to_owned(),
                     daemon: Daemon::start(&config, &[]),
-                    _state: state,
                 }
             })
             .collect();
