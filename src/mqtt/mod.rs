@@ -4,6 +4,7 @@
 
 mod birth;
 mod desired;
+mod desired_runner;
 mod execute;
 mod homeassistant;
 pub mod intake;
@@ -16,6 +17,7 @@ mod publisher;
 mod reconnect;
 mod service;
 mod session;
+mod subscriptions;
 mod topics;
 
 pub use homeassistant::discovery;

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event as MqttEvent, Packet, Publish, QoS};
+use rumqttc::{AsyncClient, Event as MqttEvent, Packet, Publish};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -18,8 +18,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 use super::birth::Birth;
-use super::desired::{Applied, Apply, Desired, Layer};
-use super::execute::{Executor, config_error, unknown_stream};
+use super::desired::{Applied, Apply, Desired};
+use super::desired_runner::{DesiredRunner, log_desired};
+use super::execute::{Executor, unknown_stream};
 use super::intake::{Code, Intake, ReplyTo, err, intake};
 use super::lanes::{Done, Job, Lanes};
 use super::link::{self, Link};
@@ -29,10 +30,11 @@ use super::payloads::InfoData;
 use super::publisher::Publisher;
 use super::reconnect::Reconnect;
 use super::session::Sessions;
+use super::subscriptions::{regroup, subscribe};
 use super::topics::{Audience, Topics};
 use crate::command::Lane;
 use crate::config::MqttConfig;
-use crate::control::{DaemonError, DaemonHandle};
+use crate::control::DaemonHandle;
 use crate::encoder::Selector;
 use crate::events::Events;
 use crate::health::{HealthSampler, board_info};
@@ -136,7 +138,7 @@ impl Service {
         let mut groups: Vec<String> = Vec::new();
         let mut desired = Desired::load(&self.daemon.config().state_dir());
         let (desired_tx, mut desired_rx) = mpsc::channel::<(Apply, Applied)>(4);
-        let fleet = Fleet {
+        let fleet = DesiredRunner {
             daemon: self.daemon.clone(),
             tracker: self.tracker.clone(),
             done: desired_tx,
@@ -291,114 +293,6 @@ impl Service {
             goodbye(&mut p, birth.as_ref(), &client, &mut link_rx, link).await;
         }
         link_stop.cancel();
-    }
-}
-
-/// Subscribes on every connection (a session the broker lost has no subscriptions): the
-/// device's, its groups' and the fleet's commands and desired configuration, its own
-/// status (to overwrite a stale death), and Home Assistant's status.
-fn subscribe(client: &AsyncClient, p: &Publisher, groups: &[String]) {
-    for topic in [
-        p.topics.commands(),
-        p.topics.audience_commands(&Audience::Fleet),
-        p.topics.desired(&Layer::Device),
-        p.topics.desired(&Layer::Fleet),
-        p.topics.status(),
-    ] {
-        let _ = client.try_subscribe(topic, QoS::AtLeastOnce);
-    }
-    for g in groups {
-        subscribe_group(client, p, g);
-    }
-    if p.ha_enabled() {
-        let _ = client.try_subscribe(p.ha_status_topic(), QoS::AtLeastOnce);
-    }
-}
-
-fn group_topics(p: &Publisher, group: &str) -> [String; 2] {
-    [
-        p.topics
-            .audience_commands(&Audience::Group(group.to_owned())),
-        p.topics.desired(&Layer::Group(group.to_owned())),
-    ]
-}
-
-fn subscribe_group(client: &AsyncClient, p: &Publisher, group: &str) {
-    for topic in group_topics(p, group) {
-        let _ = client.try_subscribe(topic, QoS::AtLeastOnce);
-    }
-}
-
-/// The groups changed: subscribes to the new ones' topics and leaves the old ones'.
-fn regroup(client: &AsyncClient, p: &Publisher, subscribed: &mut Vec<String>, now: &[String]) {
-    if subscribed.as_slice() == now {
-        return;
-    }
-    for g in subscribed.iter().filter(|g| !now.contains(g)) {
-        for topic in group_topics(p, g) {
-            let _ = client.try_unsubscribe(topic);
-        }
-    }
-    for g in now.iter().filter(|g| !subscribed.contains(g)) {
-        subscribe_group(client, p, g);
-    }
-    info!(groups = ?now, "MQTT: groups changed");
-    *subscribed = now.to_vec();
-}
-
-/// Applies desired configuration through the daemon, one document at a time, in tracked
-/// tasks that report back to the service's loop.
-struct Fleet {
-    daemon: DaemonHandle,
-    tracker: TaskTracker,
-    done: mpsc::Sender<(Apply, Applied)>,
-}
-
-impl Fleet {
-    /// Starts the next document, unless one is being applied.
-    fn start(&self, desired: &mut Desired) {
-        let Some(job) = desired.start(&self.daemon.config().groups) else {
-            return;
-        };
-        let (daemon, done) = (self.daemon.clone(), self.done.clone());
-        self.tracker.spawn(async move {
-            let outcome = if job.patch.as_object().is_some_and(|m| m.is_empty()) {
-                Applied::Ok {
-                    restart_required: Vec::new(),
-                }
-            } else {
-                match daemon.set_config(job.patch.clone()).await {
-                    Ok(change) => Applied::Ok {
-                        restart_required: change.restart_required,
-                    },
-                    Err(e @ (DaemonError::Gone | DaemonError::Timeout(_))) => {
-                        Applied::Failed(config_error(e))
-                    }
-                    Err(e) => Applied::Rejected(config_error(e)),
-                }
-            };
-            let _ = done.send((job, outcome)).await;
-        });
-    }
-}
-
-fn log_desired(job: &Apply, outcome: &Applied) {
-    let layer = job.layer.name();
-    match outcome {
-        Applied::Ok { restart_required } => info!(
-            layer = %layer,
-            version = job.version,
-            restart_required = ?restart_required,
-            overridden = ?job.overridden,
-            "desired configuration applied"
-        ),
-        Applied::Rejected(e) | Applied::Failed(e) => warn!(
-            layer = %layer,
-            version = job.version,
-            code = e.code.as_str(),
-            error = %e.message,
-            "desired configuration not applied"
-        ),
     }
 }
 
