@@ -13,9 +13,6 @@ use super::roster::Roster;
 /// this long, it has sent them all.
 pub const QUIET: Duration = Duration::from_millis(300);
 
-/// Where a controller sends itself the marker of [`settle`]: outside any prefix.
-const MARKER_TREE: &str = "edgecam-fleet-sync";
-
 /// The subscriptions the roster is built from.
 pub fn roster_filters(prefix: &str) -> Vec<String> {
     [
@@ -59,7 +56,9 @@ pub async fn settle(
     mut other: impl FnMut(Message),
 ) -> Result<(), FleetError> {
     let bound = Instant::now() + wait;
-    let marker = format!("{MARKER_TREE}/{}", ctl.client_id());
+    // Under the prefix, where an operator's access rules let it write; in the fleet's
+    // tree, which no device subscribes to beyond `cmd/+` and `config/desired`.
+    let marker = format!("{prefix}/fleet/sync/{}", ctl.client_id());
     // Without the marker (refused by access rules), the quiet alone ends the wait.
     let mut marked = match ctl.subscribe(std::slice::from_ref(&marker)).await {
         Ok(()) => {
