@@ -238,4 +238,16 @@ fn desired_configuration_of_a_group_is_applied_or_rejected() {
         desired["config"],
         serde_json::json!({"stream": {"cam0": {"bitrate_kbps": 700}}, "mqtt": {"stats_interval_s": 2}})
     );
+
+    // A retained document that is not one is left alone.
+    let junk = "edgecam/groups/junk/config/desired";
+    fleet.watcher.publish(junk, b"[1, 2]", true);
+    let refused = fleet.cli(&["config", "group:junk", "--set", "mqtt.stats_interval_s=3"]);
+    assert_eq!(refused.code, Some(65), "{refused}");
+    assert!(refused.stderr.contains("is not usable"), "{refused}");
+    let kept = fleet
+        .watcher
+        .wait_latest(junk, |_| true, WAIT)
+        .expect("junk");
+    assert_eq!(kept.text(), "[1, 2]");
 }

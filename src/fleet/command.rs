@@ -108,6 +108,9 @@ pub async fn run(
     settle(&mut ctl, prefix, &mut roster, wait, |_| {}).await?;
 
     let mut answers = expected(&roster, &request.target);
+    if answers.is_empty() {
+        eprintln!("edgecam fleet: no known device matches {}", request.target);
+    }
     let id = fresh_id();
     let topic = request.target.command_topic(prefix, &request.name);
     ctl.publish(&topic, request.payload(&id), false).await?;

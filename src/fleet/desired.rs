@@ -172,6 +172,9 @@ pub async fn run(
     if let Target::Device(id) = &change.target {
         outcomes.entry(id.clone()).or_insert(Outcome::NoReport);
     }
+    if outcomes.is_empty() {
+        eprintln!("edgecam fleet: no known device matches {}", change.target);
+    }
     let deadline = Instant::now() + timeout;
     loop {
         for (id, outcome) in outcomes.iter_mut() {

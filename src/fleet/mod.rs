@@ -21,6 +21,8 @@ pub use target::Target;
 
 /// sysexits.h EX_USAGE: a bad target, `key=value` or `--set`.
 const EXIT_USAGE: u8 = 64;
+/// sysexits.h EX_DATAERR: the retained desired document cannot be merged into.
+const EXIT_DATAERR: u8 = 65;
 /// sysexits.h EX_UNAVAILABLE: the broker cannot be reached or refused us.
 const EXIT_UNAVAILABLE: u8 = 69;
 /// sysexits.h EX_CONFIG: the `--config` file or a credential file cannot be used.
@@ -69,7 +71,8 @@ impl FleetError {
 
     fn exit_code(&self) -> u8 {
         match self {
-            FleetError::Usage(_) | FleetError::Desired { .. } => EXIT_USAGE,
+            FleetError::Usage(_) => EXIT_USAGE,
+            FleetError::Desired { .. } => EXIT_DATAERR,
             FleetError::Config { .. } | FleetError::Options(_) => EXIT_CONFIG,
             FleetError::Connect { .. }
             | FleetError::Lost(_)
