@@ -171,17 +171,22 @@ impl Fleet {
     }
 }
 
-/// `edgecam fleet ARGS` to its end within [`CLI_BOUND`] (killed and a panic past it).
-pub fn cli(args: &[&str]) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edgecam"))
+/// Starts `edgecam fleet ARGS`, stdout piped.
+fn spawn(args: &[&str], stderr: Stdio) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_edgecam"))
         .arg("fleet")
         .args(args)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .spawn()
-        .expect("spawn edgecam fleet");
+        .expect("spawn edgecam fleet")
+}
+
+/// `edgecam fleet ARGS` to its end within [`CLI_BOUND`] (killed and a panic past it).
+pub fn cli(args: &[&str]) -> Run {
+    let mut child = spawn(args, Stdio::piped());
     let reader = |mut pipe: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
             let mut text = String::new();
@@ -225,15 +230,7 @@ pub struct Live {
 
 impl Live {
     pub fn start(args: &[&str]) -> Live {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_edgecam"))
-            .arg("fleet")
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn edgecam fleet");
+        let mut child = spawn(args, Stdio::null());
         let mut pipe = child.stdout.take().expect("piped stdout");
         let (tx, chunks) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
