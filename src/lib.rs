@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod delivery;
 pub mod encoder;
 pub mod events;
+pub mod fleet;
 pub mod health;
 pub mod logging;
 pub mod metrics;

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use edgecam::{config, daemon, logging, pipeline, probe};
+use edgecam::{config, daemon, fleet, logging, pipeline, probe};
 
 /// sysexits.h EX_CONFIG: systemd's RestartPreventExitStatus keeps a bad config from looping.
 const EXIT_CONFIG: u8 = 78;
@@ -42,6 +42,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Operate a fleet over MQTT: list devices, send commands, change desired
+    /// configuration (docs/fleet.md).
+    Fleet(Box<fleet::FleetArgs>),
 }
 
 fn main() -> ExitCode {
@@ -91,6 +94,8 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }),
+        // No GStreamer here: the fleet commands only talk to the broker.
+        Command::Fleet(args) => fleet::run(*args),
     }
 }
 

@@ -10,7 +10,7 @@ mod homeassistant;
 pub mod intake;
 mod lanes;
 mod link;
-mod options;
+pub(crate) mod options;
 mod outbox;
 mod payloads;
 mod publisher;

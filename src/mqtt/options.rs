@@ -70,7 +70,7 @@ pub fn password(config: &MqttConfig) -> Result<Option<String>, MqttError> {
     }
 }
 
-fn tls_config(config: &MqttConfig) -> Result<TlsConfiguration, MqttError> {
+pub(crate) fn tls_config(config: &MqttConfig) -> Result<TlsConfiguration, MqttError> {
     let ca = match &config.ca_file {
         Some(p) => read(p, "ca_file")?,
         None => read(Path::new(SYSTEM_CA_BUNDLE), "ca_file (system bundle)")?,

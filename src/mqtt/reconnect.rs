@@ -1,9 +1,9 @@
 //! When to try the broker again: exponential backoff with full jitter, from up to 1 s to
 //! up to `reconnect_max_s`, so that a fleet that lost its broker at the same moment comes
-//! back spread over the whole window instead of in one wave. The first attempt after an
-//! established connection was lost comes at a random moment within the spread
-//! (`reconnect_spread_s`): without it a broker that restarts at once would take most of
-//! its fleet back within its first second. The backoff starts over only after a
+//! back spread over the whole window instead of in one wave. The first attempt after a
+//! connection was lost comes at a random moment within the spread
+//! (`reconnect_spread_s`), or later when the backoff says so: without it a broker that
+//! restarts at once would take most of its fleet back within its first second. The backoff starts over only after a
 //! connection stayed up for [`STABLE_AFTER`]: a broker that accepts and drops every
 //! connection is backed off from like one that refuses them.
 
@@ -47,10 +47,11 @@ impl Reconnect {
         let Some(since) = self.connected_at.take() else {
             return self.backoff.next_with(self.rng.f64());
         };
-        if now.duration_since(since) < STABLE_AFTER {
-            return self.backoff.next_with(self.rng.f64());
+        if now.duration_since(since) >= STABLE_AFTER {
+            self.backoff.reset();
         }
-        self.backoff.reset();
+        // A lost connection: the whole fleet lost it at the same moment, however long
+        // it had lasted.
         let wait = self.backoff.next_with(self.rng.f64());
         wait.max(self.spread.mul_f64(self.rng.f64()))
     }
@@ -174,6 +175,26 @@ mod tests {
             Duration::from_secs(60),
             Duration::from_secs(10),
             fastrand::Rng::with_seed(4),
+        );
+        // A connection that lasted a few seconds is spread too: a broker restarted twice.
+        let waits: Vec<Duration> = (0..200)
+            .map(|seed| {
+                let mut r = Reconnect::new(
+                    Duration::from_secs(60),
+                    Duration::from_secs(10),
+                    fastrand::Rng::with_seed(seed),
+                );
+                r.connected(Instant::now());
+                r.failed(Instant::now())
+            })
+            .collect();
+        assert!(
+            waits
+                .iter()
+                .filter(|w| **w > Duration::from_secs(5))
+                .count()
+                > 50,
+            "{waits:?}"
         );
         assert!(
             r.failed(Instant::now()) <= BASE,

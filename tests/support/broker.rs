@@ -43,6 +43,8 @@ struct Settings {
     /// No limit on the messages queued for a client (mosquitto drops beyond 1000 by
     /// default), so a burst reaches the daemon whole.
     unbounded_queues: bool,
+    /// A bridge to the broker on this port carrying `<prefix>/#` both ways at QoS 1.
+    bridge: Option<(u16, String)>,
 }
 
 impl Broker {
@@ -69,6 +71,27 @@ impl Broker {
             ..Settings::default()
         };
         Broker::start_any_port(tempdir(), settings)
+    }
+
+    /// A plain broker (a site's) bridged to `central`: `<prefix>/#` goes both ways at
+    /// QoS 1, retained flags kept. Returns once `central` logged the bridge's connection.
+    pub fn start_bridged_to(central: &mut Broker, prefix: &str) -> Broker {
+        let settings = Settings {
+            bridge: Some((central.port(), prefix.to_owned())),
+            ..Settings::default()
+        };
+        let site = Broker::start_any_port(tempdir(), settings);
+        central
+            .wait_log(|l| l.contains("New bridge connected"), START_TIMEOUT)
+            .unwrap_or_else(|| {
+                panic!(
+                    "the bridge from port {} never reached port {}; site log:\n{}",
+                    site.port(),
+                    central.port(),
+                    site.log()
+                )
+            });
+        site
     }
 
     /// A plain broker on `port`, e.g. to bring back one that was killed (see also `restart`).
@@ -300,6 +323,16 @@ fn config(dir: &Path, port: u16, settings: &Settings) -> String {
         let _ = writeln!(conf, "keyfile {}", dir.join("server.key").display());
         let _ = writeln!(conf, "require_certificate {require_client_cert}");
         conf.push_str("use_identity_as_username false\n");
+    }
+    if let Some((central, prefix)) = &settings.bridge {
+        // try_private (the default) tells the central mosquitto this is a bridge: it
+        // keeps retained flags and sends nothing back the way it came.
+        let _ = writeln!(
+            conf,
+            "connection site-{port}\naddress 127.0.0.1:{central}\n\
+             bridge_protocol_version mqttv311\ncleansession true\nnotifications false\n\
+             restart_timeout 1\ntopic {prefix}/# both 1"
+        );
     }
     conf
 }

@@ -4,6 +4,7 @@
 
 pub mod broker;
 pub mod daemon;
+pub mod fleet;
 pub mod http;
 pub mod media;
 pub mod mqtt;
