@@ -51,9 +51,10 @@ impl Reconnect {
             self.backoff.reset();
         }
         // A lost connection: the whole fleet lost it at the same moment, however long
-        // it had lasted.
-        let wait = self.backoff.next_with(self.rng.f64());
-        wait.max(self.spread.mul_f64(self.rng.f64()))
+        // it had lasted. One draw over the longer of the backoff's window and the spread
+        // (the longer of two draws would crowd the short end of the window).
+        let window = self.backoff.next_with(1.0).max(self.spread);
+        window.mul_f64(self.rng.f64())
     }
 
     /// Failed attempts in the current outage.
@@ -158,6 +159,28 @@ mod tests {
         let peak = per_second.iter().max().copied().unwrap_or_default();
         assert!(peak <= 200, "{per_second:?}");
         assert!(per_second[..10].iter().all(|n| *n > 50), "{per_second:?}");
+    }
+
+    /// A broker restarted twice in a row: connections seconds old, backoff one step up.
+    /// The waits stay even over the spread, no second crowded.
+    #[tokio::test(start_paused = true)]
+    async fn a_second_loss_soon_after_is_spread_evenly_too() {
+        let spread = Duration::from_secs(10);
+        let mut per_second = [0u32; 11];
+        for seed in 0..1000 {
+            let mut r = Reconnect::new(
+                Duration::from_secs(60),
+                spread,
+                fastrand::Rng::with_seed(seed),
+            );
+            r.connected(Instant::now());
+            r.failed(Instant::now());
+            r.connected(Instant::now());
+            let wait = r.failed(Instant::now());
+            assert!(wait <= spread, "{wait:?}");
+            per_second[wait.as_secs() as usize] += 1;
+        }
+        assert!(per_second.iter().all(|n| *n <= 135), "{per_second:?}");
     }
 
     #[tokio::test(start_paused = true)]
