@@ -56,8 +56,8 @@ REPLY_TIMEOUT_S = 30.0
 # A daemon that has no fleet-wide topic never answers on it: after this long with no
 # reply at all the per-device topics are used instead.
 FLEET_TOPIC_PROBE_S = 5.0
-# edgecam spreads the first attempt after a lost connection over mqtt.reconnect_spread_s,
-# and its backoff starts over once a connection has lasted 30 s (STABLE_AFTER in
+# edgecam spreads the first attempt after a lost connection over mqtt.reconnect_spread_s (or its
+# backoff window when longer), and the backoff starts over once a connection has lasted 30 s (STABLE_AFTER in
 # src/mqtt/reconnect.rs). The first restart waits until every device's connection is that
 # old, as in a fleet that has been up for a while; the second comes at once after it, with
 # connections seconds old (a broker restarted twice in a row).
