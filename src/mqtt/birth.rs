@@ -72,6 +72,43 @@ impl Birth {
     }
 }
 
+/// This connection's birth and whether the broker has it yet: what makes a death seen on
+/// `P/status` a stale one. Before the birth comes back, what arrives there is older
+/// (retained, or queued for the session) and says nothing about now.
+#[derive(Debug, Default)]
+pub struct Liveness {
+    birth: Option<Birth>,
+    in_place: bool,
+}
+
+impl Liveness {
+    /// The next connection attempt's birth.
+    pub fn attempt(&mut self, birth: Birth) {
+        self.birth = Some(birth);
+        self.in_place = false;
+    }
+
+    pub fn birth(&self) -> Option<&Birth> {
+        self.birth.as_ref()
+    }
+
+    /// A message on `P/status` while connected: the birth to publish again when it is an
+    /// older death retained over this connection's birth.
+    pub fn on_status(&mut self, payload: &[u8]) -> Option<&Birth> {
+        let birth = self.birth.as_ref()?;
+        if birth.is_own_birth(payload) {
+            self.in_place = true;
+            return None;
+        }
+        if !(self.in_place && birth.is_stale_death(payload)) {
+            return None;
+        }
+        // Until this birth comes back again.
+        self.in_place = false;
+        Some(birth)
+    }
+}
+
 /// The last will of the connection `birth` is for (no `ts`: the broker sends it later).
 pub fn will(birth: &Birth) -> Vec<u8> {
     serde_json::to_vec(&birth.payload("offline", Some("connection_lost"))).unwrap_or_default()
@@ -117,5 +154,25 @@ mod tests {
         assert!(now.is_own_birth(&now.online()));
         assert!(!now.is_own_birth(&Birth::new(9).online()));
         assert!(!now.is_own_birth(&now.offline()));
+    }
+
+    #[test]
+    fn a_death_is_stale_only_after_this_birth_came_back() {
+        let mut l = Liveness::default();
+        let old = will(&Birth::new(4));
+        assert!(l.on_status(&old).is_none(), "no birth yet");
+        l.attempt(Birth::new(5));
+        assert!(
+            l.on_status(&old).is_none(),
+            "retained from before the birth"
+        );
+        let birth = l.birth().expect("a birth").online();
+        assert!(l.on_status(&birth).is_none());
+        assert_eq!(l.on_status(&old).map(|b| b.session), Some(5));
+        assert!(l.on_status(&old).is_none(), "once, until the birth is back");
+        assert!(l.on_status(&birth).is_none());
+        assert!(l.on_status(&will(&Birth::new(5))).is_none(), "its own will");
+        l.attempt(Birth::new(6));
+        assert!(l.on_status(&old).is_none(), "a new connection starts over");
     }
 }

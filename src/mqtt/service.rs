@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-use super::birth::Birth;
+use super::birth::{Birth, Liveness};
 use super::desired::{Applied, Apply, Desired};
 use super::desired_runner::{DesiredRunner, log_desired};
 use super::execute::{Executor, unknown_stream};
@@ -132,13 +132,11 @@ impl Service {
             link_tx,
             link_stop.clone(),
         ));
-        let mut birth: Option<Birth> = None;
-        // Whether this connection's birth came back on the status topic.
-        let mut birth_in_place = false;
+        let mut liveness = Liveness::default();
         let mut groups: Vec<String> = Vec::new();
         let mut desired = Desired::load(&self.daemon.config().state_dir());
         let (desired_tx, mut desired_rx) = mpsc::channel::<(Apply, Applied)>(4);
-        let fleet = DesiredRunner {
+        let runner = DesiredRunner {
             daemon: self.daemon.clone(),
             tracker: self.tracker.clone(),
             done: desired_tx,
@@ -165,26 +163,18 @@ impl Service {
                             None => info!(broker = %broker, "MQTT connected"),
                         }
                         groups = self.daemon.config().groups.clone();
-                        birth_in_place = false;
                         subscribe(&client, &p, &groups);
-                        if let Some(b) = &birth {
+                        if let Some(b) = liveness.birth() {
                             p.on_connect(&self.daemon, b);
                         }
                         p.reported(desired.report(&self.daemon.config()));
                     }
-                    Link::Session(b) => birth = Some(b),
+                    Link::Session(b) => liveness.attempt(b),
                     Link::Event(MqttEvent::Incoming(Packet::Publish(msg))) => {
                         if msg.topic == p.topics.status() {
-                            // Once the broker has this connection's birth, an older death
-                            // after it is a stale will retained over it.
-                            if let Some(b) = birth.as_ref().filter(|_| p.connected) {
-                                if b.is_own_birth(&msg.payload) {
-                                    birth_in_place = true;
-                                } else if birth_in_place && b.is_stale_death(&msg.payload) {
-                                    info!(session = b.session, "MQTT: a stale offline on the status topic; birth published again");
-                                    birth_in_place = false;
-                                    p.birth(b);
-                                }
+                            if let Some(b) = liveness.on_status(&msg.payload).filter(|_| p.connected) {
+                                info!(session = b.session, "MQTT: a stale offline on the status topic; birth published again");
+                                p.birth(b);
                             }
                             let ack = p.outbox.hold(&msg);
                             p.outbox.release(ack);
@@ -223,7 +213,7 @@ impl Service {
                     log_desired(&job, &outcome);
                     desired.finish(job, outcome);
                     p.reported(desired.report(&self.daemon.config()));
-                    fleet.start(&mut desired);
+                    runner.start(&mut desired);
                 }
                 Some(done) = done_rx.recv() => {
                     if let Some(r) = on_done(&mut p, done) {
@@ -253,7 +243,7 @@ impl Service {
                         regroup(&client, &p, &mut groups, &cfg.groups);
                         p.reported(desired.report(&cfg));
                     }
-                    fleet.start(&mut desired);
+                    runner.start(&mut desired);
                     p.flush_events();
                 }
                 _ = health.tick() => {
@@ -290,7 +280,7 @@ impl Service {
             on_done(&mut p, done);
         }
         if p.connected {
-            goodbye(&mut p, birth.as_ref(), &client, &mut link_rx, link).await;
+            goodbye(&mut p, liveness.birth(), &client, &mut link_rx, link).await;
         }
         link_stop.cancel();
     }
