@@ -30,9 +30,10 @@ pub struct MqttConfig {
     /// Upper bound of the reconnection backoff, seconds (full jitter: each wait is
     /// anywhere between 0 and the exponential delay, so a fleet spreads out).
     pub reconnect_max_s: u32,
-    /// After losing an established connection, the first attempt comes at a random
-    /// moment within this many seconds (at most `reconnect_max_s`), so that the boards of
-    /// a broker that restarts come back spread out rather than in one wave.
+    /// After losing a connection, the first attempt comes at a random moment within this
+    /// many seconds (at most `reconnect_max_s`; within the backoff's window when that is
+    /// longer), so that the boards of a broker that restarts come back spread out rather
+    /// than in one wave.
     pub reconnect_spread_s: u32,
 }
 

@@ -6,10 +6,15 @@ use super::{BITRATE_KBPS, Config, Invalid, StreamConfig, quote};
 
 /// True when `s` is 1..=`max` characters of `[A-Za-z0-9_-]`.
 pub fn is_valid_id(s: &str, max: usize) -> bool {
+    is_name_of(s, max, b"-_")
+}
+
+/// True when `s` is 1..=`max` ASCII letters, digits and bytes of `extra`.
+fn is_name_of(s: &str, max: usize, extra: &[u8]) -> bool {
     !s.is_empty()
         && s.len() <= max
         && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
 }
 
 /// Device ids that would collide with the group and fleet-wide topics.
@@ -19,10 +24,7 @@ pub const MAX_GROUPS: usize = 16;
 
 /// True when `s` is 1..=64 characters of `[A-Za-z0-9._-]`: a group name.
 pub fn is_valid_group(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    is_name_of(s, 64, b"-_.")
 }
 
 fn validate_groups(groups: &[String]) -> Result<(), Invalid> {
@@ -364,6 +366,24 @@ mod tests {
     #[test]
     fn good_config_passes() {
         assert_eq!(validate(&good()), Ok(()));
+    }
+
+    #[test]
+    fn groups_and_reserved_device_ids_are_checked() {
+        let mut c = good();
+        c.groups = vec!["site-a".into(), "lobby.1".into()];
+        assert_eq!(validate(&c), Ok(()));
+        c.groups.push("no/slash".into());
+        assert_eq!(key_of(&c), "groups[2]");
+        c.groups[2] = "site-a".into();
+        assert_eq!(key_of(&c), "groups[2]", "a duplicate");
+        c.groups = (0..=MAX_GROUPS).map(|i| format!("g{i}")).collect();
+        assert_eq!(key_of(&c), "groups");
+        c.groups.clear();
+        for id in RESERVED_DEVICE_IDS {
+            c.device_id = Some(id.into());
+            assert_eq!(key_of(&c), "device_id");
+        }
     }
 
     #[test]
