@@ -139,10 +139,9 @@ mod tests {
         assert!(wait <= BASE);
     }
 
-    /// A broker restart drops a fleet's connections at once: the first attempts of 1,000
-    /// boards are spread over the whole spread, at most a fifth of them in any second.
-    #[tokio::test(start_paused = true)]
-    async fn a_fleet_that_lost_its_broker_comes_back_spread_out() {
+    /// The waits of 1,000 boards (spread 10 s) after `history`, each their last loss of
+    /// a connection, counted per second.
+    fn waits_per_second(history: impl Fn(&mut Reconnect)) -> [u32; 11] {
         let spread = Duration::from_secs(10);
         let mut per_second = [0u32; 11];
         for seed in 0..1000 {
@@ -151,11 +150,19 @@ mod tests {
                 spread,
                 fastrand::Rng::with_seed(seed),
             );
-            r.connected(Instant::now() - STABLE_AFTER);
+            history(&mut r);
             let wait = r.failed(Instant::now());
             assert!(wait <= spread, "{wait:?}");
             per_second[wait.as_secs() as usize] += 1;
         }
+        per_second
+    }
+
+    /// A broker restart drops a fleet's connections at once: the first attempts of 1,000
+    /// boards are spread over the whole spread, at most a fifth of them in any second.
+    #[tokio::test(start_paused = true)]
+    async fn a_fleet_that_lost_its_broker_comes_back_spread_out() {
+        let per_second = waits_per_second(|r| r.connected(Instant::now() - STABLE_AFTER));
         let peak = per_second.iter().max().copied().unwrap_or_default();
         assert!(peak <= 200, "{per_second:?}");
         assert!(per_second[..10].iter().all(|n| *n > 50), "{per_second:?}");
@@ -165,21 +172,11 @@ mod tests {
     /// The waits stay even over the spread, no second crowded.
     #[tokio::test(start_paused = true)]
     async fn a_second_loss_soon_after_is_spread_evenly_too() {
-        let spread = Duration::from_secs(10);
-        let mut per_second = [0u32; 11];
-        for seed in 0..1000 {
-            let mut r = Reconnect::new(
-                Duration::from_secs(60),
-                spread,
-                fastrand::Rng::with_seed(seed),
-            );
+        let per_second = waits_per_second(|r| {
             r.connected(Instant::now());
             r.failed(Instant::now());
             r.connected(Instant::now());
-            let wait = r.failed(Instant::now());
-            assert!(wait <= spread, "{wait:?}");
-            per_second[wait.as_secs() as usize] += 1;
-        }
+        });
         assert!(per_second.iter().all(|n| *n <= 135), "{per_second:?}");
     }
 
