@@ -92,6 +92,17 @@ def pct(values, p):
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))] if s else float("nan")
 
 
+def stop_process(proc, timeout=10):
+    """SIGTERM, then SIGKILL after `timeout` s; nothing for one already gone."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
+
+
 class Broker:
     """mosquitto on 127.0.0.1:port, persistent (sessions and retained messages survive a
     restart), logging connections with their times to one file per start."""
@@ -136,13 +147,7 @@ connection_messages true
         raise TimeoutError("mosquitto did not start")
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_process(self.proc)
 
     def connects(self):
         """(epoch second, client id) of each device CONNECT accepted in the current log."""
@@ -199,13 +204,7 @@ class Receiver:
         return times
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_process(self.proc)
 
 
 class Controller:
@@ -245,9 +244,7 @@ class Controller:
         raise TimeoutError("the controller's subscription did not take")
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
+        stop_process(self.proc)
 
     def _read(self, proc):
         for line in proc.stdout:
