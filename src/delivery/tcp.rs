@@ -27,27 +27,16 @@ pub struct TcpSocket {
 impl TcpSocket {
     /// The connection to one of `peers` not taken by another session, if any. Sessions
     /// to the same server (a stream and its sub-stream, live and a backfill) start at the
-    /// same moment: of the connections not taken that can carry what this session handed
-    /// its sink (`written`, [`could_carry`]), the one whose bytes are nearest is
-    /// this session's.
+    /// same moment: of the connections not taken, the one whose sent bytes are nearest to
+    /// `written`, what this session handed its sink, is this session's.
     pub fn find(peers: &[SocketAddr], written: u64) -> Option<TcpSocket> {
         TcpSocket::claim(
             |fd| {
                 getpeername::<SockaddrStorage>(fd)
                     .is_ok_and(|peer| peers.iter().any(|p| same_address(&peer, p)))
-                    && tcp_info(fd).is_none_or(|i| could_carry(handed(&i), written))
             },
-            |fd| tcp_info(fd).map_or(u64::MAX, |i| handed(&i).abs_diff(written)),
+            |fd| tcp_info(fd).map_or(u64::MAX, |i| i.tcpi_bytes_sent.abs_diff(written)),
         )
-    }
-
-    /// Whether this is still a connection that can be the session's that handed `written`
-    /// bytes to its sink: the socket is open and its sent bytes go with `written`. Two
-    /// sessions that started together may have taken each other's connection; once one
-    /// ends or their byte counts part, each looks again instead of reading the other's.
-    pub fn carries(&self, written: u64) -> bool {
-        socket_inode(self.fd) == Some(self.inode)
-            && tcp_info(self.fd).is_none_or(|i| could_carry(handed(&i), written))
     }
 
     /// A connection accepted on local `port` not taken yet: called as a server accepts
@@ -125,25 +114,6 @@ impl Drop for TcpSocket {
         }
     }
 }
-
-/// The bytes the owner of a connection wrote into it: sent once (resends aside), or still
-/// in the send buffer, which on a slow link holds megabytes.
-fn handed(i: &libc::tcp_info) -> u64 {
-    (i.tcpi_bytes_sent.saturating_sub(i.tcpi_bytes_retrans))
-        .saturating_add(u64::from(i.tcpi_notsent_bytes))
-}
-
-/// Whether a connection that took `sent` bytes can be the one of a session that handed
-/// `written` to its sink: the headers of the protocol make it a little more, the sink's
-/// queue (bounded by the output's latency bound) a little less; half or twice as much is
-/// another session's. Below [`CARRY_SLACK`] anything goes: a session that just started
-/// has sent little either way.
-fn could_carry(sent: u64, written: u64) -> bool {
-    sent + CARRY_SLACK >= written / 2 && sent <= written.saturating_mul(2) + CARRY_SLACK
-}
-
-/// See [`could_carry`].
-const CARRY_SLACK: u64 = 256 * 1024;
 
 /// The inode of the socket behind `fd`, from its `/proc/self/fd` link (`socket:[N]`).
 fn socket_inode(fd: RawFd) -> Option<u64> {
@@ -284,42 +254,5 @@ mod tests {
         assert_eq!(taken.fd, large.as_raw_fd());
         let other = TcpSocket::find(&[addr], 200_000).expect("the other one");
         assert_eq!(other.fd, small.as_raw_fd());
-    }
-
-    /// Two sessions to one server that took each other's connection: the one still
-    /// running looks again once the other's ends, or once the bytes part, and never
-    /// takes a connection that carried far more or far less than it wrote.
-    #[test]
-    fn a_connection_that_does_not_carry_the_session_is_given_up() {
-        use std::os::fd::AsRawFd;
-        if !supported() {
-            return;
-        }
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let mut mine = TcpStream::connect(addr).expect("connect");
-        let (mut server_mine, _) = listener.accept().expect("accept");
-        let theirs = TcpStream::connect(addr).expect("connect");
-        let (_server_theirs, _) = listener.accept().expect("accept");
-        // Both just started: the wrong one may be taken.
-        let wrong = TcpSocket::claim(|fd| fd == theirs.as_raw_fd(), |_| 0).expect("theirs");
-        assert!(wrong.carries(0));
-        let written = 2 * 1024 * 1024;
-        mine.write_all(&vec![3u8; written]).expect("write");
-        let mut got = vec![0u8; written];
-        server_mine.read_exact(&mut got).expect("read");
-        assert!(!wrong.carries(written as u64), "the bytes parted");
-        drop(theirs);
-        assert!(!wrong.carries(0), "closed");
-        drop(wrong);
-        // Only a connection that carried about as much is taken.
-        assert!(
-            TcpSocket::find(&[addr], 20 * written as u64).is_none(),
-            "far less"
-        );
-        assert!(TcpSocket::find(&[addr], 64 * 1024).is_none(), "far more");
-        let right = TcpSocket::find(&[addr], written as u64).expect("mine");
-        assert_eq!(right.fd, mine.as_raw_fd());
-        assert!(right.carries(written as u64 + 100_000));
     }
 }

@@ -184,13 +184,8 @@ impl Output {
     pub fn transport_report(&self) -> Option<TransportReport> {
         if self.over_tcp {
             let mut socket = self.socket.lock().ok()?;
-            let written = self.feed.written();
-            if socket.as_ref().is_some_and(|s| !s.carries(written)) {
-                // Closed, or another session's: look again rather than read it.
-                *socket = None;
-            }
             if socket.is_none() {
-                *socket = crate::delivery::TcpSocket::find(&self.peers, written);
+                *socket = crate::delivery::TcpSocket::find(&self.peers, self.feed.written());
             }
             return socket.as_ref()?.report();
         }
