@@ -196,18 +196,11 @@ pub fn cli(args: &[&str]) -> Run {
     };
     let stdout = reader(Box::new(child.stdout.take().expect("piped stdout")));
     let stderr = reader(Box::new(child.stderr.take().expect("piped stderr")));
-    let deadline = Instant::now() + CLI_BOUND;
-    let status = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = super::wait_child(&mut child, CLI_BOUND);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     let run = Run {
         code: status.and_then(|s| s.code()),
         stdout: stdout.join().unwrap_or_default(),
@@ -275,16 +268,7 @@ impl Live {
     pub fn interrupt(&mut self, bound: Duration) -> Option<i32> {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
-        let deadline = Instant::now() + bound;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        super::wait_child(&mut self.child, bound)?.code()
     }
 }
 

@@ -26,3 +26,21 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("bind 127.0.0.1:0")
 }
+
+/// Waits for `child` to exit within `bound` (polled: a child's exit has no event to
+/// await here); `None` if it is still running then.
+pub fn wait_child(
+    child: &mut std::process::Child,
+    bound: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + bound;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
